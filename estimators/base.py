@@ -1,0 +1,123 @@
+r"""The estimator contract.
+
+An estimator turns an objective :math:`\sum_b \mathbb{E}_{z \sim q_{\phi,b}}[f_\phi(z)]` into a scalar
+*surrogate* whose autograd gradient is a Monte Carlo estimate of the objective's gradient with respect to
+everything ``q`` and ``f`` depend on (the total derivative, including ``f``'s direct dependence on
+:math:`\phi`). The surrogate's value is the Monte Carlo estimate of the objective itself (for relaxations,
+evaluated at the relaxed samples).
+
+Shapes (checked at the edges):
+
+- samples ``z``: ``[n_samples, *batch_shape, *event_shape]``;
+- ``f(z)`` and ``out.value``: ``[n_samples, *batch_shape]``;
+- ``out.surrogate``: ``[]``, the mean over samples summed over the batch.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from . import families, sampling
+
+Objective = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class EstimatorOutput:
+    """What an estimator returns.
+
+    surrogate: scalar; differentiate it to get the gradient estimate.
+    value: detached ``[n_samples, *batch_shape]``, ``f`` at the samples used (for ``exact``,
+        ``[support_size, *batch_shape]``, ``f`` at every point of the support).
+    baseline_loss: scalar to *minimize* to train a learned baseline passed to ``reinforce``
+        (NVIL), else ``None``.
+    """
+
+    surrogate: Tensor
+    value: Tensor
+    baseline_loss: Tensor | None = None
+
+
+class Estimator(nn.Module):
+    """Base class: subclasses set ``name``, ``unbiased``, ``supports`` and ``_estimate``."""
+
+    name: ClassVar[str] = ""
+    unbiased: ClassVar[bool] = True
+    #: Human-readable list of the families the estimator applies to (for docs and errors).
+    families_doc: ClassVar[str] = ""
+
+    @property
+    def min_samples(self) -> int:
+        """Smallest ``n_samples`` the estimator accepts."""
+        return 1
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        params = inspect.signature(cls.__init__).parameters
+        return tuple(p for p in params if p != "self")
+
+    def options(self) -> dict[str, object]:
+        """The options this instance was built with (for provenance columns)."""
+        return {name: getattr(self, name) for name in self.option_names()}
+
+    def supports(self, dist: Distribution) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, f: Objective, dist: Distribution, n_samples: int = 1,
+                generator: torch.Generator | None = None, **kwargs) -> EstimatorOutput:
+        self._check_call(f, dist, n_samples, generator)
+        return self._estimate(f, dist, n_samples, generator, **kwargs)
+
+    def _estimate(self, f: Objective, dist: Distribution, n_samples: int,
+                  generator: torch.Generator | None) -> EstimatorOutput:  # pragma: no cover
+        raise NotImplementedError
+
+    def _check_call(self, f, dist, n_samples, generator) -> None:
+        if not isinstance(dist, Distribution):
+            raise TypeError(f"dist must be a torch.distributions.Distribution, got {type(dist).__name__}")
+        if not callable(f):
+            raise TypeError(f"f must be callable, got {type(f).__name__}")
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < self.min_samples:
+            raise ValueError(
+                f"estimator {self.describe()!r} needs an integer n_samples >= {self.min_samples}, got {n_samples!r}"
+            )
+        if not self.supports(dist):
+            from .registry import supporting
+
+            others = supporting(dist)
+            raise ValueError(
+                f"estimator {self.name!r} does not support {families.family_name(dist)} "
+                f"(it applies to: {self.families_doc}); estimators that do: "
+                f"{', '.join(others) if others else 'none'}"
+            )
+        sampling.check_generator(generator, families.device_of(dist))
+
+    def describe(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{self.name}({opts})" if opts else self.name
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+
+
+def evaluate(f: Objective, z: Tensor, dist: Distribution, n_samples: int) -> Tensor:
+    """``f(z)``, checked to be ``[n_samples, *batch_shape]``."""
+    value = f(z)
+    expected = (n_samples, *dist.batch_shape)
+    if not isinstance(value, Tensor) or tuple(value.shape) != expected:
+        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(
+            f"f must map samples of shape {tuple(z.shape)} ([n_samples, *batch_shape, *event_shape]) "
+            f"to shape {expected} ([n_samples, *batch_shape]); got {got}"
+        )
+    return value
+
+
+def reduce_samples(per_sample: Tensor) -> Tensor:
+    """Mean over the sample dimension, sum over the batch: the scalar surrogate."""
+    return per_sample.mean(0).sum()

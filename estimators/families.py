@@ -1,0 +1,75 @@
+"""Facts about ``torch.distributions`` objects that several estimators need.
+
+``unwrap`` peels ``Independent`` layers; ``parameters`` and ``rebuild`` expose a distribution's own
+parameter tensors (the parameterization it was built with) so that per-sample score functions can
+be computed (see ``reinforce``'s optimal baseline).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent, MultivariateNormal
+
+
+def unwrap(dist: Distribution) -> tuple[Distribution, int]:
+    """The innermost non-``Independent`` distribution and the number of reinterpreted dims."""
+    ndims = 0
+    while isinstance(dist, Independent):
+        ndims += dist.reinterpreted_batch_ndims
+        dist = dist.base_dist
+    return dist, ndims
+
+
+def family(dist: Distribution) -> type:
+    """The distribution class under any ``Independent`` wrappers."""
+    return type(unwrap(dist)[0])
+
+
+def family_name(dist: Distribution) -> str:
+    base, ndims = unwrap(dist)
+    return type(base).__name__ if ndims == 0 else f"Independent({type(base).__name__})"
+
+
+def is_discrete(dist: Distribution) -> bool:
+    return bool(getattr(dist.support, "is_discrete", False))
+
+
+def parameter_names(dist: Distribution) -> list[str]:
+    """Names of the tensors ``dist`` was constructed from (one parameterization, not all views)."""
+    if isinstance(dist, MultivariateNormal):
+        return ["loc", "scale_tril"]
+    names = []
+    own = vars(dist)
+    for name in dist.arg_constraints:
+        if name in own or isinstance(getattr(type(dist), name, None), property):
+            names.append(name)
+    param = own.get("_param")
+    if param is not None:
+        # probs/logits families cache the other view lazily; keep the one it was built from.
+        names = [n for n in names if own.get(n) is param or n not in ("probs", "logits")]
+    return names
+
+
+def parameters(dist: Distribution) -> dict[str, Tensor]:
+    base, _ = unwrap(dist)
+    return {name: getattr(base, name) for name in parameter_names(base)}
+
+
+def rebuild(dist: Distribution, params: dict[str, Tensor]) -> Distribution:
+    """The same family, wrappers included, with ``params`` in place of the base's parameters."""
+    if isinstance(dist, Independent):
+        return Independent(rebuild(dist.base_dist, params), dist.reinterpreted_batch_ndims, validate_args=False)
+    try:
+        return type(dist)(**params, validate_args=False)
+    except TypeError as err:  # a constructor that does not take its arg_constraints by name
+        raise ValueError(
+            f"cannot rebuild {type(dist).__name__} from its parameters {sorted(params)}: {err}"
+        ) from err
+
+
+def device_of(dist: Distribution) -> torch.device:
+    """The device of a distribution's parameters (CPU for one without tensor parameters)."""
+    for value in parameters(dist).values():
+        if isinstance(value, Tensor):
+            return value.device
+    return torch.device("cpu")

@@ -1,0 +1,1 @@
+"""gradvar experiments: synthetic problems with exact gradients, and VAEs on real data."""
