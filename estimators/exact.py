@@ -30,7 +30,7 @@ def _values_per_variable(base: Distribution) -> Tensor:
     """The support of one variable: ``[K, *event_of_base]``."""
     if isinstance(base, Bernoulli):
         return torch.tensor([0.0, 1.0], dtype=base.probs.dtype, device=base.probs.device)
-    k = base._num_events
+    k = base.probs.shape[-1]
     if isinstance(base, OneHotCategorical):
         return torch.eye(k, dtype=base.probs.dtype, device=base.probs.device)
     return torch.arange(k, dtype=torch.long, device=base.probs.device)
@@ -38,7 +38,7 @@ def _values_per_variable(base: Distribution) -> Tensor:
 
 def support_size(dist: Distribution) -> int:
     base, ndims = families.unwrap(dist)
-    per_variable = 2 if isinstance(base, Bernoulli) else base._num_events
+    per_variable = 2 if isinstance(base, Bernoulli) else base.probs.shape[-1]
     n_variables = math.prod(base.batch_shape[len(base.batch_shape) - ndims:]) if ndims else 1
     return per_variable ** n_variables
 

@@ -43,10 +43,12 @@ def parameter_names(dist: Distribution) -> list[str]:
     for name in dist.arg_constraints:
         if name in own or isinstance(getattr(type(dist), name, None), property):
             names.append(name)
-    param = own.get("_param")
+    # probs/logits families cache the other view lazily; keep the one it was built from
+    # (OneHotCategorical keeps both views on an inner Categorical).
+    holder = own.get("_categorical", dist)
+    param = vars(holder).get("_param")
     if param is not None:
-        # probs/logits families cache the other view lazily; keep the one it was built from.
-        names = [n for n in names if own.get(n) is param or n not in ("probs", "logits")]
+        names = [n for n in names if n not in ("probs", "logits") or vars(holder).get(n) is param]
     return names
 
 
