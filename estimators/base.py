@@ -58,8 +58,9 @@ class Estimator(nn.Module):
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        params = inspect.signature(cls.__init__).parameters
-        return tuple(p for p in params if p != "self")
+        params = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in params
+                     if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
     def options(self) -> dict[str, object]:
         """The options this instance was built with (for provenance columns)."""
