@@ -96,7 +96,8 @@ class Estimator(nn.Module):
                 f"(it applies to: {self.families_doc}); estimators that do: "
                 f"{', '.join(others) if others else 'none'}"
             )
-        sampling.check_generator(generator, families.device_of(dist))
+        if generator is not None:
+            sampling.check_generator(generator, families.device_of(dist))
 
     def describe(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())

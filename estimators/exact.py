@@ -13,6 +13,7 @@ point, ``[support_size, *batch_shape]``, in the order of :func:`enumerate_suppor
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -36,28 +37,49 @@ def _values_per_variable(base: Distribution) -> Tensor:
     return torch.arange(k, dtype=torch.long, device=base.probs.device)
 
 
+def _cell_log_probs(base: Distribution) -> Tensor:
+    """log q of each value of each variable: ``[*base_batch, K]``."""
+    if isinstance(base, Bernoulli):
+        logits = base.logits
+        return torch.stack([-torch.nn.functional.softplus(logits), -torch.nn.functional.softplus(-logits)], -1)
+    return base.logits  # torch keeps categorical logits normalized: log-probabilities
+
+
+def _event_cells(dist: Distribution) -> tuple[Distribution, tuple[int, ...]]:
+    base, ndims = families.unwrap(dist)
+    return base, (tuple(base.batch_shape[len(base.batch_shape) - ndims:]) if ndims else ())
+
+
 def support_size(dist: Distribution) -> int:
-    base, ndims = families.unwrap(dist)
+    base, cells = _event_cells(dist)
     per_variable = 2 if isinstance(base, Bernoulli) else base.probs.shape[-1]
-    n_variables = math.prod(base.batch_shape[len(base.batch_shape) - ndims:]) if ndims else 1
-    return per_variable ** n_variables
+    return per_variable ** math.prod(cells)
 
 
-def enumerate_support(dist: Distribution) -> Tensor:
-    """Every joint value of one event, broadcast over the batch: ``[support, *batch_shape, *event_shape]``."""
-    base, ndims = families.unwrap(dist)
+@functools.lru_cache(maxsize=64)
+def _digits(k: int, m: int, device: torch.device) -> Tensor:
+    """Mixed-radix digits of 0..K^M-1, ``[K^M, M]``: configuration c puts value digit_j(c) in cell j."""
+    codes = torch.arange(k**m, device=device)
+    powers = k ** torch.arange(m - 1, -1, -1, device=device)
+    return (codes.unsqueeze(-1) // powers) % k
+
+
+def enumerate_support(dist: Distribution) -> tuple[Tensor, Tensor]:
+    """Every joint value of one event with its log-probability.
+
+    Returns ``z`` ``[support, *batch_shape, *event_shape]`` and ``log_q`` ``[support, *batch_shape]``,
+    where log q(config) is the sum over the event's variables of the log-probability of its value.
+    """
+    base, cells = _event_cells(dist)
     values = _values_per_variable(base)
-    k = values.shape[0]
-    event_cells = tuple(base.batch_shape[len(base.batch_shape) - ndims:]) if ndims else ()
-    m = math.prod(event_cells)
-    # Mixed-radix digits of 0..K^M-1: configuration c puts value digit_j(c) in cell j.
-    codes = torch.arange(k**m, device=values.device)
-    powers = k ** torch.arange(m - 1, -1, -1, device=values.device)
-    digits = (codes.unsqueeze(-1) // powers) % k  # [K^M, M]
-    joint = values[digits].reshape(k**m, *event_cells, *values.shape[1:])
+    k, m = values.shape[0], math.prod(cells)
+    digits = _digits(k, m, values.device)  # [K^M, M]
     batch = tuple(dist.batch_shape)
-    joint = joint.reshape(k**m, *([1] * len(batch)), *joint.shape[1:])
-    return joint.expand(k**m, *batch, *joint.shape[1 + len(batch):])
+    joint = values[digits].reshape(k**m, *([1] * len(batch)), *cells, *values.shape[1:])
+    z = joint.expand(k**m, *batch, *joint.shape[1 + len(batch):])
+    cell_lp = _cell_log_probs(base).reshape(*batch, m, k)
+    log_q = cell_lp[..., torch.arange(m, device=digits.device), digits].sum(-1)  # [*batch, K^M]
+    return z, log_q.movedim(-1, 0)
 
 
 @register
@@ -76,7 +98,7 @@ class Exact(Estimator):
         return families.family(dist) in ENUMERABLE and support_size(dist) <= self.max_support
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
-        z = enumerate_support(dist)
+        z, log_q = enumerate_support(dist)
         fz = evaluate(f, z, dist, z.shape[0])
-        weights = dist.log_prob(z).exp()  # q(z), differentiable in the parameters
-        return EstimatorOutput(surrogate=(weights * fz).sum(), value=fz.detach())
+        # q(z) stays in the graph: the gradient of sum q f is the exact gradient.
+        return EstimatorOutput(surrogate=(log_q.exp() * fz).sum(), value=fz.detach())

@@ -71,6 +71,12 @@ class VarianceResult:
         return float(sq.std(unbiased=True) / math.sqrt(r))
 
     @property
+    def total_variance_rse(self) -> float:
+        """Relative standard error of the total variance (NaN when the variance is zero)."""
+        total = self.total_variance
+        return self.total_variance_se / total if total > 0 else math.nan
+
+    @property
     def snr(self) -> Tensor:
         """Per-coordinate signal-to-noise ratio ``|mean| / std`` (Rainforth et al. 2018)."""
         return self.mean.abs() / self.variance.sqrt()
@@ -101,7 +107,7 @@ class VarianceResult:
             "n_params": self.grads.shape[1],
             "total_variance": total,
             "total_variance_se": self.total_variance_se,
-            "total_variance_rse": self.total_variance_se / total if total > 0 else math.nan,
+            "total_variance_rse": self.total_variance_rse,
             "mean_variance": mean_var,
             "log10_mean_variance": math.log10(mean_var) if mean_var > 0 else -math.inf,
             "grad_norm": float(self.mean.norm()),

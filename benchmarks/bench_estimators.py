@@ -1,0 +1,191 @@
+"""Throughput of gradvar's estimators against hand-written plain-PyTorch versions, in the same run.
+
+For each estimator on a fixed problem it prints gradient estimates per second (estimator call plus
+backward) and the ratio ours / plain (1.0 = no overhead). Then the speed of ``measure_variance``
+(vectorized and loop modes) against a naive Python loop of the plain estimator.
+
+    python benchmarks/bench_estimators.py [--device cpu|cuda] [--seconds 1.0]
+
+Not a test: it asserts nothing, it prints numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorical
+
+import estimators
+
+BATCH, DIM, N_SAMPLES, CLASSES, TAU = 64, 100, 8, 10, 0.5
+
+
+def timeit(step, seconds: float, device) -> float:
+    """Calls per second of ``step`` over about ``seconds`` (after warm-up)."""
+    for _ in range(3):
+        step()
+    _sync(device)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        n += 1
+    _sync(device)
+    return n / (time.perf_counter() - start)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def build(device, gen):
+    loc = torch.randn(BATCH, DIM, device=device, generator=gen).requires_grad_(True)
+    log_scale = torch.zeros(BATCH, DIM, device=device).requires_grad_(True)
+    logits = torch.randn(BATCH, DIM, device=device, generator=gen).requires_grad_(True)
+    cat_logits = torch.randn(BATCH, CLASSES, device=device, generator=gen).requires_grad_(True)
+    target = torch.linspace(-1, 1, DIM, device=device)
+    values = torch.linspace(0, 1, CLASSES, device=device)
+    f_cont = lambda z: (z - target).pow(2).sum(-1)  # noqa: E731
+    f_cat = lambda z: (z * values).sum(-1).pow(2)  # noqa: E731
+    normal = lambda: Independent(Normal(loc, log_scale.exp()), 1)  # noqa: E731
+    bern = lambda: Independent(Bernoulli(logits=logits), 1)  # noqa: E731
+    return loc, log_scale, logits, cat_logits, f_cont, f_cat, normal, bern
+
+
+def plain_versions(device, gen, parts):
+    """Hand-written estimators: the formulas with no library around them."""
+    loc, log_scale, logits, cat_logits, f_cont, f_cat, _, _ = parts
+    grad = torch.autograd.grad
+    shape = (N_SAMPLES, BATCH, DIM)
+
+    def pathwise():
+        z = loc + log_scale.exp() * torch.randn(shape, device=device, generator=gen)
+        return grad(f_cont(z).mean(0).sum(), [loc, log_scale])
+
+    def reinforce(kind):
+        def step():
+            scale = log_scale.exp()
+            z = (loc + scale * torch.randn(shape, device=device, generator=gen)).detach()
+            log_q = Normal(loc, scale).log_prob(z).sum(-1)
+            fz = f_cont(z)
+            if kind == "leave_one_out":
+                b = (fz.sum(0, keepdim=True) - fz) / (N_SAMPLES - 1)
+            elif kind == "optimal":  # analytic scores of N(loc, scale) in (loc, scale)
+                eps = (z - loc.detach()) / scale.detach()
+                w = (eps.pow(2) / scale.detach().pow(2) + (eps.pow(2) - 1).pow(2) / scale.detach().pow(2)).sum(-1)
+                b = ((fz * w).sum(0, keepdim=True) - fz * w) / (w.sum(0, keepdim=True) - w)
+            else:
+                b = 0.0
+            return grad(((fz - b) * log_q).mean(0).sum(), [loc, log_scale])
+        return step
+
+    def straight_through():
+        p = torch.sigmoid(logits)
+        hard = torch.bernoulli(p.detach().expand(shape), generator=gen)
+        return grad(f_cont(hard + p - p.detach()).mean(0).sum(), [logits])
+
+    def gumbel(hard_forward):
+        def step():
+            u = torch.rand(shape, device=device, generator=gen).clamp(1e-38, 1 - 1e-7)
+            y = torch.sigmoid((logits + u.log() - (-u).log1p()) / TAU)
+            z = (y > 0.5).float() + y - y.detach() if hard_forward else y
+            return grad(f_cont(z).mean(0).sum(), [logits])
+        return step
+
+    def exact():
+        probs = torch.softmax(cat_logits, -1)
+        fz = f_cat(torch.eye(CLASSES, device=device))  # [K]
+        return grad((probs * fz).sum(), [cat_logits])
+
+    return {
+        "pathwise": pathwise, "reinforce(none)": reinforce("none"),
+        "reinforce(leave_one_out)": reinforce("leave_one_out"), "reinforce(optimal)": reinforce("optimal"),
+        "straight_through": straight_through, "gumbel_softmax": gumbel(False), "st_gumbel_softmax": gumbel(True),
+        "exact": exact,
+    }
+
+
+def library_versions(device, gen, parts):
+    loc, log_scale, logits, cat_logits, f_cont, f_cat, normal, bern = parts
+    grad = torch.autograd.grad
+
+    def run(name, dist_fn, f, params, **opts):
+        est = estimators.get(name, **opts).to(device)
+        return lambda: grad(est(f, dist_fn(), N_SAMPLES, gen).surrogate, params)
+
+    cont, disc = [loc, log_scale], [logits]
+    cat = lambda: OneHotCategorical(logits=cat_logits)  # noqa: E731
+    return {
+        "pathwise": run("pathwise", normal, f_cont, cont),
+        "reinforce(none)": run("reinforce", normal, f_cont, cont),
+        "reinforce(leave_one_out)": run("reinforce", normal, f_cont, cont, baseline="leave_one_out"),
+        "reinforce(optimal)": run("reinforce", normal, f_cont, cont, baseline="optimal"),
+        "straight_through": run("straight_through", bern, f_cont, disc),
+        "gumbel_softmax": run("gumbel_softmax", bern, f_cont, disc, temperature=TAU),
+        "st_gumbel_softmax": run("st_gumbel_softmax", bern, f_cont, disc, temperature=TAU),
+        "exact": run("exact", cat, f_cat, [cat_logits]),
+    }
+
+
+def bench_variance(device, gen, seconds):
+    """measure_variance vs a naive loop, on N(mu, I_D), f = sum z^2, R estimates of the mu-gradient."""
+    dim, r = 10, 2000
+    mu = torch.ones(dim, device=device, requires_grad=True)
+    one = torch.ones(dim, device=device)
+    problem = lambda m: ((lambda z: z.pow(2).sum(-1)), Independent(Normal(m, one.expand_as(m)), 1))  # noqa: E731
+
+    def naive():
+        rows = []
+        for _ in range(r):
+            z = (mu + torch.randn(N_SAMPLES, dim, device=device, generator=gen)).detach()
+            log_q = Normal(mu, one).log_prob(z).sum(-1)
+            rows.append(torch.autograd.grad((z.pow(2).sum(-1) * log_q).mean(), mu)[0])
+        torch.stack(rows).var(0)
+
+    est = estimators.get("reinforce").to(device)
+
+    def naive_library():
+        rows = []
+        for _ in range(r):
+            f, dist = problem(mu)
+            rows.append(torch.autograd.grad(est(f, dist, N_SAMPLES, gen).surrogate, mu)[0])
+        torch.stack(rows).var(0)
+
+    ours = {
+        "naive loop (gradvar estimator)": naive_library,
+        "measure_variance loop": lambda: estimators.measure_variance(est, problem, [mu], n_estimates=r, n_samples=N_SAMPLES, generator=gen),
+        "measure_variance vectorized": lambda: estimators.measure_variance(est, problem, [mu], n_estimates=r, n_samples=N_SAMPLES,
+                                                          generator=gen, vectorize=True),
+    }
+    base = timeit(naive, seconds, device) * r
+    print(f"\nmeasure_variance, REINFORCE, D={dim}, S={N_SAMPLES}, R={r} (estimates per second)")
+    print(f"  {'naive loop (plain torch)':32s} {base:12.0f}   1.00x")
+    for mode, fn in ours.items():
+        rate = timeit(fn, seconds, device) * r
+        print(f"  {mode:32s} {rate:12.0f}   {rate / base:.2f}x")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seconds", type=float, default=1.0, help="timing window per measurement")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
+    gen = torch.Generator(device=device).manual_seed(0)
+    parts = build(device, gen)
+    plain, ours = plain_versions(device, gen, parts), library_versions(device, gen, parts)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device {name}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
+          f"batch {BATCH} x dim {DIM}, {N_SAMPLES} samples per estimate")
+    print(f"{'estimator':28s} {'plain /s':>10s} {'gradvar /s':>11s} {'ratio':>7s}")
+    for key in plain:
+        p, o = timeit(plain[key], args.seconds, device), timeit(ours[key], args.seconds, device)
+        print(f"{key:28s} {p:10.0f} {o:11.0f} {o / p:6.2f}x")
+    bench_variance(device, gen, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
