@@ -77,8 +77,11 @@ def enumerate_support(dist: Distribution) -> tuple[Tensor, Tensor]:
     batch = tuple(dist.batch_shape)
     joint = values[digits].reshape(k**m, *([1] * len(batch)), *cells, *values.shape[1:])
     z = joint.expand(k**m, *batch, *joint.shape[1 + len(batch):])
-    cell_lp = _cell_log_probs(base).reshape(*batch, m, k)
-    log_q = cell_lp[..., torch.arange(m, device=digits.device), digits].sum(-1)  # [*batch, K^M]
+    cell_lp = _cell_log_probs(base).reshape(*batch, m * k)
+    # log q(config) = sum_j log p_j(digit_j) as a matmul with the configurations' one-hot codes: unlike
+    # advanced indexing, whose backward is an accumulating scatter, this is deterministic on every device.
+    codes = torch.nn.functional.one_hot(digits, k).reshape(k**m, m * k).to(cell_lp.dtype)
+    log_q = cell_lp @ codes.T  # [*batch, K^M]
     return z, log_q.movedim(-1, 0)
 
 

@@ -1,0 +1,241 @@
+"""Data sets for the VAE study, verified by sha256 wherever they come from.
+
+``load(name, data_dir=..., cache_dir=...)`` returns a :class:`Dataset` of flattened images in [0, 1]:
+
+- ``digits``: scikit-learn's 8x8 digits (1797 images, shipped in its wheel, offline), grey levels / 16,
+  dynamically binarized; a fixed 1500 / 297 train / test split.
+- ``mnist``, ``fashion_mnist``: the canonical idx files, pixels / 255, dynamically binarized; 60k / 10k.
+- ``binarized_mnist``: Larochelle & Murray's statically binarized MNIST, 50k / 10k valid / 10k test.
+
+Files come from ``data_dir`` (or the ``GRADVAR_DATA`` environment variable), a folder holding the same
+files as the canonical hosts, either flat or in a sub-folder named after the data set; otherwise from
+``cache_dir`` (``GRADVAR_CACHE``, default ``~/.cache/gradvar``), downloading from the canonical URLs
+when missing. Every file is checked against its sha256 before use; for binarized MNIST the canonical
+files are uncompressed ``.amat`` text, so the check is on the decompressed bytes and a ``.amat.gz``
+copy is accepted. A missing, corrupt or truncated file raises :class:`DataError` naming the file, the
+expected and actual checksums, and what to do.
+
+Dynamic binarization draws each pixel as Bernoulli(intensity) anew for every training minibatch (with
+the run's generator); test sets of dynamically binarized data are binarized once with a fixed seed, so
+every run and estimator is evaluated on the same binary test set.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+log = logging.getLogger("gradvar.data")
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "binarized_mnist")
+TEST_BINARIZATION_SEED = 20131220  # fixed: every run sees the same binary test set
+_CHUNK = 1 << 20
+
+
+class DataError(RuntimeError):
+    """A data file is missing, corrupt or truncated."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    sha256: str
+    urls: tuple[str, ...]
+    # True when the checksum is of the decompressed content (the canonical file is uncompressed, and a
+    # gzip copy of it is accepted too).
+    checksum_of_decompressed: bool = False
+
+
+_MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_FASHION_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+_BINARIZED_URLS = ("http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",)
+
+
+def _files(base_urls, entries, decompressed=False):
+    return {name: RemoteFile(name, sha, tuple(u + name for u in base_urls), decompressed) for name, sha in entries}
+
+
+REMOTE_FILES: dict[str, dict[str, RemoteFile]] = {
+    "mnist": _files(_MNIST_URLS, [
+        ("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        ("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        ("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        ("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    ]),
+    "fashion_mnist": _files(_FASHION_URLS, [
+        ("train-images-idx3-ubyte.gz", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+        ("train-labels-idx1-ubyte.gz", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+        ("t10k-images-idx3-ubyte.gz", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+        ("t10k-labels-idx1-ubyte.gz", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+    ]),
+    "binarized_mnist": _files(_BINARIZED_URLS, [
+        ("binarized_mnist_train.amat", "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d"),
+        ("binarized_mnist_valid.amat", "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2"),
+        ("binarized_mnist_test.amat", "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c"),
+    ], decompressed=True),
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Flattened images ``[N, D]`` in [0, 1]; ``test`` is already binary."""
+
+    name: str
+    train: Tensor
+    test: Tensor
+    dynamic: bool  # binarize train minibatches anew each time
+
+    @property
+    def dim(self) -> int:
+        return self.train.shape[1]
+
+    def binarize(self, batch: Tensor, generator: torch.Generator | None) -> Tensor:
+        return torch.bernoulli(batch, generator=generator) if self.dynamic else batch
+
+
+# --- verification ---------------------------------------------------------------------------------
+
+
+def sha256_of(path: Path, decompress: bool = False) -> str:
+    """sha256 of a file's bytes, or of its gzip-decompressed content."""
+    digest = hashlib.sha256()
+    try:
+        opener = gzip.open if decompress else open
+        with opener(path, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise DataError(f"{path}: cannot be read ({err}); the file is corrupt or truncated. "
+                        f"Delete it and fetch it again.") from err
+    return digest.hexdigest()
+
+
+def verify(path: Path, remote: RemoteFile) -> Path:
+    """Check ``path`` against ``remote``'s checksum; return it, or raise DataError."""
+    decompress = remote.checksum_of_decompressed and path.suffix == ".gz"
+    actual = sha256_of(path, decompress=decompress)
+    if actual != remote.sha256:
+        what = "decompressed content" if decompress else "file"
+        raise DataError(
+            f"{path}: sha256 of the {what} is {actual}, expected {remote.sha256} ({remote.name}); the file is "
+            f"corrupt, truncated or not the canonical one. Delete it and fetch it again from {remote.urls[0]}."
+        )
+    return path
+
+
+def _candidates(folder: Path, dataset: str, remote: RemoteFile) -> list[Path]:
+    names = [remote.name] + ([remote.name + ".gz"] if remote.checksum_of_decompressed else [])
+    return [d / n for d in (folder / dataset, folder) for n in names]
+
+
+def _download(remote: RemoteFile, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for url in remote.urls:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{remote.name}.", suffix=".part")
+        try:
+            log.info("downloading %s", url)
+            with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(response, out, _CHUNK)
+            verify(Path(tmp), remote)
+            os.replace(tmp, target)
+            return target
+        except (OSError, DataError) as err:
+            errors.append(f"{url}: {err}")
+            Path(tmp).unlink(missing_ok=True)
+    raise DataError(f"could not fetch {remote.name}: " + "; ".join(errors)
+                    + ". Without internet, pass data_dir (or set GRADVAR_DATA) to a folder with the canonical files.")
+
+
+def fetch(dataset: str, data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+          download: bool = True) -> dict[str, Path]:
+    """Verified local paths of every file of ``dataset`` (see the module docstring for where from)."""
+    if dataset not in REMOTE_FILES:
+        raise ValueError(f"no files to fetch for {dataset!r}; data sets with files: {', '.join(REMOTE_FILES)}")
+    data_dir = data_dir if data_dir is not None else os.environ.get("GRADVAR_DATA")
+    paths = {}
+    for name, remote in REMOTE_FILES[dataset].items():
+        if data_dir is not None:
+            found = [p for p in _candidates(Path(data_dir), dataset, remote) if p.exists()]
+            if not found:
+                raise DataError(f"{remote.name} not found in {data_dir} (looked in {data_dir}/{dataset}/ and "
+                                f"{data_dir}/); it is available from {remote.urls[0]}")
+            paths[name] = verify(found[0], remote)
+            continue
+        cache = Path(cache_dir or os.environ.get("GRADVAR_CACHE") or Path.home() / ".cache" / "gradvar") / dataset
+        target = cache / remote.name
+        if target.exists():
+            paths[name] = verify(target, remote)
+        elif download:
+            paths[name] = _download(remote, target)
+        else:
+            raise DataError(f"{target} is missing and download=False")
+    return paths
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+
+def read_idx_images(path: Path) -> np.ndarray:
+    """An idx3 image file (gzip) as ``uint8 [N, rows * cols]``."""
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    magic, n, rows, cols = (int.from_bytes(data[i:i + 4], "big") for i in range(0, 16, 4))
+    if magic != 2051 or len(data) != 16 + n * rows * cols:
+        raise DataError(f"{path}: not an idx3 image file of the size its header gives")
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, rows * cols).copy()
+
+
+def read_amat(path: Path, dim: int = 784) -> np.ndarray:
+    """A binarized-MNIST ``.amat`` (or ``.amat.gz``): one image per line, ``dim`` 0/1 values, single spaces."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = np.frombuffer(fh.read(), dtype=np.uint8)
+    if raw.size % (2 * dim):
+        raise DataError(f"{path}: size {raw.size} is not a whole number of {dim}-value lines")
+    lines = raw.reshape(-1, 2 * dim)
+    if not (np.isin(lines[:, 1:-1:2], (ord(" "),)).all() and (lines[:, -1] == ord("\n")).all()):
+        raise DataError(f"{path}: unexpected separators; expected {dim} values per line separated by single spaces")
+    values = lines[:, ::2] - np.uint8(ord("0"))
+    if values.max() > 1:
+        raise DataError(f"{path}: values other than 0 and 1")
+    return values
+
+
+def _fixed_binarization(images: Tensor) -> Tensor:
+    return torch.bernoulli(images, generator=torch.Generator().manual_seed(TEST_BINARIZATION_SEED))
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    images = torch.as_tensor(load_digits().data, dtype=torch.float32) / 16.0
+    order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
+    train, test = images[order[:1500]], images[order[1500:]]
+    return Dataset("digits", train, _fixed_binarization(test), dynamic=True)
+
+
+def load(name: str, data_dir=None, cache_dir=None, download: bool = True) -> Dataset:
+    """The data set ``name`` (one of ``DATASETS``), verified."""
+    if name == "digits":
+        return _digits()
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+    paths = fetch(name, data_dir, cache_dir, download)
+    if name == "binarized_mnist":
+        train = torch.as_tensor(read_amat(paths["binarized_mnist_train.amat"]), dtype=torch.float32)
+        test = torch.as_tensor(read_amat(paths["binarized_mnist_test.amat"]), dtype=torch.float32)
+        return Dataset(name, train, test, dynamic=False)
+    train = torch.as_tensor(read_idx_images(paths["train-images-idx3-ubyte.gz"]), dtype=torch.float32) / 255.0
+    test = torch.as_tensor(read_idx_images(paths["t10k-images-idx3-ubyte.gz"]), dtype=torch.float32) / 255.0
+    return Dataset(name, train, _fixed_binarization(test), dynamic=True)

@@ -1,0 +1,1 @@
+"""VAEs with Gaussian, Bernoulli or categorical latents, trained with any gradvar estimator."""

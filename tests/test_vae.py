@@ -1,0 +1,138 @@
+"""VAE runs: resume after a kill is bit-identical, NaN stops cleanly, the variance protocol is right."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import estimators
+from experiments.devices import DeviceUnavailableError, resolve_device
+from experiments.vae import train as vae_train
+from experiments.vae.gradient_variance import encoder_gradient_estimates, reference_gradient
+from experiments.vae.model import VAE, LatentSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMING = ["seconds_per_step", "seconds_per_estimate", "work_normalized_variance"]
+RUN_ARGS = ["--set", "latent={family: bernoulli, dim: 6}", "--set", "estimator={name: reinforce, baseline: moving_average, nvil: true}",
+            "--set", "n_samples=2", "--set", "train.steps=400", "--set", "eval.every=100", "--set", "variance.every=200",
+            "--set", "variance.n_estimates=10", "--set", "checkpoint_every=10", "--set", "model.hidden=[32]"]
+
+
+def _cmd(out):
+    return [sys.executable, "-m", "experiments.vae.train", "--out", str(out), *RUN_ARGS]
+
+
+def _tables(out: Path):
+    metrics = pd.read_csv(out / "metrics.csv").drop(columns=TIMING, errors="ignore")
+    variance = pd.read_csv(out / "variance.csv").drop(columns=TIMING, errors="ignore")
+    model = torch.load(out / "checkpoints" / "resume.pt", weights_only=False)["model"]
+    return metrics, variance, model
+
+
+def test_resume_after_kill_is_bit_identical(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(_cmd(straight), check=True, cwd=ROOT, capture_output=True)
+    proc = subprocess.Popen(_cmd(killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    snapshot = killed / "checkpoints" / "step_0000200.pt"
+    deadline = time.time() + 120
+    while not snapshot.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    status = json.loads((killed / "status.json").read_text())["status"]
+    assert status == "running", "the run finished before it could be killed; the test did not test resume"
+    step_at_kill = torch.load(killed / "checkpoints" / "resume.pt", weights_only=False)["step"]
+    assert 0 < step_at_kill < 400
+    subprocess.run(_cmd(killed), check=True, cwd=ROOT, capture_output=True)
+    assert json.loads((killed / "status.json").read_text()) == {"status": "completed", "step": 400}
+    m1, v1, p1 = _tables(straight)
+    m2, v2, p2 = _tables(killed)
+    pd.testing.assert_frame_equal(m1, m2, check_exact=True)
+    pd.testing.assert_frame_equal(v1, v2, check_exact=True)
+    assert all(torch.equal(p1[k], p2[k]) for k in p1)
+
+
+def test_nan_stops_cleanly_with_status(tmp_path):
+    out = tmp_path / "nan"
+    res = subprocess.run([sys.executable, "-m", "experiments.vae.train", "--out", str(out), "--set", "train.steps=50",
+                          "--set", "eval.every=20", "--set", "variance.every=0", "--set", "fault.nan_at_step=27"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "diverged" and status["step"] == 27 and "nan" in status["message"]
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert sorted(metrics.step.unique()) == [0, 20]  # what finished before the divergence is kept
+
+
+def test_finished_run_is_not_repeated(tmp_path, caplog):
+    config = vae_train.resolve_config({"train": {"steps": 5}, "eval": {"every": 5}, "variance": {"every": 0}})
+    assert vae_train.train(config, tmp_path) == "completed"
+    before = (tmp_path / "metrics.csv").stat().st_mtime_ns
+    assert vae_train.train(config, tmp_path) == "completed"
+    assert (tmp_path / "metrics.csv").stat().st_mtime_ns == before
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['epochs'\]"):
+        vae_train.resolve_config({"epochs": 3})
+    with pytest.raises(ValueError, match="unknown preset 'vae'; valid: kingma2013"):
+        vae_train.resolve_config({"preset": "vae"})
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        vae_train.resolve_config({"dataset": "cifar"})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's refusal")
+def test_cuda_absent_is_an_error_not_a_cpu_run(tmp_path):
+    with pytest.raises(DeviceUnavailableError, match="'cuda' was asked for but CUDA is not available"):
+        resolve_device("cuda")
+    res = subprocess.run([sys.executable, "-m", "experiments.vae.train", "--out", str(tmp_path), "--set", "device=cuda"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0 and "CUDA is not available" in res.stderr
+
+
+def _small_model(family_cfg, seed=0):
+    torch.manual_seed(seed)
+    latent = LatentSpec.from_config(family_cfg)
+    model = VAE(16, latent, [12], "tanh").double()
+    x = torch.bernoulli(torch.full((5, 16), 0.4, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    return model, x
+
+
+@pytest.mark.parametrize("family", [{"family": "bernoulli", "dim": 4}, {"family": "categorical", "groups": 2, "classes": 3}])
+def test_variance_protocol_against_exact_enumeration(family):
+    """Known answer: with a latent small enough to enumerate, the reference is exact; REINFORCE's mean
+    encoder gradient matches it within its standard errors, straight-through's does not, and `exact`
+    itself has zero variance and zero bias."""
+    model, x = _small_model(family)
+    gen = torch.Generator().manual_seed(0)
+    ref = reference_gradient(model, x, gen, {"max_support": 64})
+    assert ref.kind == "exact" and float(ref.se.abs().max()) == 0
+    res = encoder_gradient_estimates(model, x, estimators.get("reinforce", baseline="leave_one_out"), n_samples=4,
+                                     n_estimates=3000, generator=gen, reference=ref)
+    z = (res.bias.abs() / res.bias_se.clamp_min(1e-12))
+    assert float(z.max()) < 5.5  # hundreds of coordinates: max |Z| of a correct estimator stays below ~4.5
+    st = encoder_gradient_estimates(model, x, estimators.get("straight_through"), n_samples=4, n_estimates=3000,
+                                    generator=gen, reference=ref)
+    assert float((st.bias.abs() / st.bias_se.clamp_min(1e-12)).max()) > 10
+    exact = encoder_gradient_estimates(model, x, estimators.get("exact"), n_samples=1, n_estimates=3,
+                                       generator=gen, reference=ref)
+    assert exact.total_variance < 1e-20 and float(exact.bias.abs().max()) < 1e-10
+
+
+def test_mc_reference_for_gaussian_latents():
+    model, x = _small_model({"family": "gaussian", "dim": 3})
+    gen = torch.Generator().manual_seed(0)
+    ref = reference_gradient(model, x, gen, {"max_support": 64, "n_samples": 50, "n_estimates": 40})
+    assert ref.kind == "mc" and float(ref.se.norm()) > 0
+    res = encoder_gradient_estimates(model, x, estimators.get("reinforce", baseline="leave_one_out"), n_samples=8,
+                                     n_estimates=2000, generator=gen, reference=ref)
+    se = (res.bias_se.pow(2) + ref.se.pow(2)).sqrt()
+    assert float((res.bias.abs() / se.clamp_min(1e-12)).max()) < 5.5
