@@ -111,7 +111,8 @@ class VarianceResult:
             "mean_variance": mean_var,
             "log10_mean_variance": math.log10(mean_var) if mean_var > 0 else -math.inf,
             "grad_norm": float(self.mean.norm()),
-            "snr": float(self.snr[var > 0].mean()) if bool((var > 0).any()) else math.inf,
+            # Median, not mean: near-deterministic coordinates have huge ratios that would dominate a mean.
+            "snr": float(self.snr[var > 0].median()) if bool((var > 0).any()) else math.inf,
             "snr_norm": float(self.mean.norm() / math.sqrt(total)) if total > 0 else math.inf,
             "seconds_per_estimate": self.seconds_per_estimate,
         }

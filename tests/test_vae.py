@@ -136,3 +136,23 @@ def test_mc_reference_for_gaussian_latents():
                                      n_estimates=2000, generator=gen, reference=ref)
     se = (res.bias_se.pow(2) + ref.se.pow(2)).sqrt()
     assert float((res.bias.abs() / se.clamp_min(1e-12)).max()) < 5.5
+
+
+def test_reference_run_protocol_measures_every_applicable_estimator(tmp_path):
+    run = tmp_path / "run"
+    config = vae_train.resolve_config({"latent": {"family": "bernoulli", "dim": 4}, "model": {"hidden": [16]},
+                                       "estimator": {"name": "straight_through"},
+                                       "train": {"steps": 20}, "eval": {"every": 20},
+                                       "variance": {"every": 10, "n_estimates": 5}})
+    assert vae_train.train(config, run) == "completed"
+    from experiments.vae.variance import measure_reference_run
+
+    frame = measure_reference_run(run, [{"name": "pathwise"}, {"name": "reinforce", "baseline": "leave_one_out"},
+                                        {"name": "reinforce", "nvil": True}, {"name": "exact"}], [1, 2])
+    assert sorted(frame.step.unique()) == [0, 10, 20]
+    labels = set(frame.measured_estimator)
+    assert labels == {"reinforce(baseline='leave_one_out')", "exact(max_support=65536)"}  # pathwise and nvil inapplicable
+    loo = frame[frame.measured_estimator_name == "reinforce"]
+    assert set(loo.measured_n_samples) == {2}  # leave-one-out needs two samples
+    assert (frame[frame.measured_estimator_name == "exact"].total_variance < 1e-12).all()
+    assert (frame.reference_kind == "exact").all()
