@@ -221,6 +221,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True, help="output folder for synthetic.csv and skipped.csv")
     ap.add_argument("--seed", type=int, help="override the config's seed")
     ap.add_argument("--device", help="override the config's device (cpu, cuda, cuda:N)")
+    ap.add_argument("--estimator", action="append", type=json.loads, metavar="JSON",
+                    help='run these estimators instead of the config\'s, e.g. \'{"name": "reinforce", '
+                         '"baseline": "none"}\' (repeatable)')
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = load_config(args.config)
@@ -228,6 +231,8 @@ def main(argv=None) -> None:
         config["seed"] = args.seed
     if args.device is not None:
         config["device"] = args.device
+    if args.estimator:
+        config["estimators"] = args.estimator
     frame = run(config, Path(args.out))
     log.info("wrote %d rows to %s", len(frame), Path(args.out) / "synthetic.csv")
 

@@ -160,3 +160,12 @@ class BaselineNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).squeeze(-1)
+
+
+def example_posterior(latent: LatentSpec) -> Distribution:
+    """A posterior of the family's shape (batch of one), for support checks without a model."""
+    if latent.family == "gaussian":
+        return Independent(Normal(torch.zeros(1, latent.dim), torch.ones(1, latent.dim)), 1)
+    if latent.family == "bernoulli":
+        return Independent(Bernoulli(logits=torch.zeros(1, latent.dim)), 1)
+    return Independent(OneHotCategorical(logits=torch.zeros(1, latent.groups, latent.classes)), 1)

@@ -84,16 +84,22 @@ def measure_reference_run(run_dir: Path, estimator_cfgs: list[dict], n_samples_l
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Measure every applicable estimator at one run's checkpoints")
     ap.add_argument("--run", required=True, help="a finished run folder of experiments.vae.train")
-    ap.add_argument("--estimators", required=True, help="YAML list of estimator configs (name + options [+ nvil])")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--estimators", help="YAML list of estimator configs (name + options [+ nvil])")
+    source.add_argument("--estimator", action="append", type=json.loads, metavar="JSON",
+                        help='one estimator config as JSON, e.g. \'{"name": "pathwise"}\' (repeatable)')
     ap.add_argument("--n-samples", type=int, action="append", help="samples per estimate (repeatable; default 1)")
     ap.add_argument("--warmup-calls", type=int, default=20)
     ap.add_argument("--out", required=True, help="CSV to write")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    with open(args.estimators) as fh:
-        cfgs = yaml.safe_load(fh)
-    if isinstance(cfgs, dict):
-        cfgs = cfgs["estimators"]
+    if args.estimator:
+        cfgs = args.estimator
+    else:
+        with open(args.estimators) as fh:
+            cfgs = yaml.safe_load(fh)
+        if isinstance(cfgs, dict):
+            cfgs = cfgs["estimators"]
     frame = measure_reference_run(Path(args.run), cfgs, args.n_samples or [1], args.warmup_calls)
     write_csv_atomic(frame, args.out)
     log.info("wrote %d rows to %s", len(frame), args.out)

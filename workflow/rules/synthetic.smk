@@ -1,19 +1,19 @@
 rule synthetic:
-    """Bias, variance, MSE and cost of every estimator on the exact-gradient problems."""
+    """Bias, variance, MSE and cost of one estimator on every exact-gradient problem."""
     input:
         config=config["synthetic"]["config"],
     output:
-        table="results/synthetic/synthetic.csv",
-        skipped="results/synthetic/skipped.csv",
+        table="results/synthetic/{device}/seed{seed}/{estimator}/synthetic.csv",
+        skipped="results/synthetic/{device}/seed{seed}/{estimator}/skipped.csv",
     log:
-        "logs/synthetic.log",
+        "logs/synthetic/{device}/seed{seed}/{estimator}.log",
     params:
         out=lambda wildcards, output: os.path.dirname(output.table),
-        seed=config["seed"],
-        device=config["synthetic"]["device"],
-    threads: 2
+        estimator=synthetic_estimator_json,
+    resources:
+        gpu=lambda wildcards: 1 if wildcards.device.startswith("cuda") else 0,
     conda:
         "../envs/gradvar.yaml"
     shell:
         "python -m experiments.synthetic --config {input.config} --out {params.out}"
-        " --seed {params.seed} --device {params.device} > {log} 2>&1"
+        " --seed {wildcards.seed} --device {wildcards.device} --estimator {params.estimator:q} > {log} 2>&1"

@@ -1,0 +1,112 @@
+"""Figures: each function takes tidy frames and returns a matplotlib Figure (the pipeline saves them)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .closed_form import variance_ratio_sum_of_squares  # noqa: E402
+
+MOHAMED = {"mohamed_quadratic": "(x - k)^2", "mohamed_exp": "exp(-k x^2)", "mohamed_cos": "cos(k x)"}
+
+
+def _empty(title: str, message: str = "no data in this study") -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    ax.set_axis_off()
+    ax.set_title(title)
+    return fig
+
+
+def mohamed_variance(synth: pd.DataFrame, n_samples: int | None = None) -> plt.Figure:
+    """Per-coordinate gradient variance against k for the three costs of Mohamed et al. 2020 (their Fig. 2-4)."""
+    data = synth[synth["problem"].isin(MOHAMED)]
+    if data.empty:
+        return _empty("Variance vs k (Mohamed et al. 2020 costs)")
+    n = n_samples if n_samples is not None else int(data["n_samples"].min())
+    data = data[data["n_samples"] == n].assign(cost=lambda d: d["problem"].map(MOHAMED))
+    grid = sns.relplot(data=data, x="k", y="mean_variance", hue="estimator_label", row="parameter", col="cost",
+                       kind="line", marker="o", errorbar=None, facet_kws={"sharex": False, "sharey": False},
+                       height=2.8, aspect=1.2)
+    grid.set(yscale="log")
+    grid.set_axis_labels("k", "gradient variance")
+    grid.figure.suptitle(f"Gradient variance vs k, N(1, 1), {n} sample(s) per estimate", y=1.02)
+    return grid.figure
+
+
+def dimension_ratio(synth: pd.DataFrame) -> plt.Figure:
+    """REINFORCE / pathwise variance ratio against dimension, with the closed form (experiments.closed_form)."""
+    data = synth[(synth["problem"] == "dimension") & (synth["parameter"] == "loc")]
+    if data.empty or not {"pathwise", "reinforce"} <= set(data["estimator"]):
+        return _empty("Variance ratio vs dimension")
+    keys = ["dim", "n_samples", "seed", "device"]
+    ref = data[data["estimator"] == "pathwise"].set_index(keys)["mean_variance"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for label, group in data[data["estimator"] == "reinforce"].groupby("estimator_label"):
+        ratio = (group.set_index(keys)["mean_variance"] / ref).dropna().reset_index()
+        summary = ratio.groupby("dim")["mean_variance"].agg(["mean", "min", "max"])
+        ax.errorbar(summary.index, summary["mean"], yerr=[summary["mean"] - summary["min"], summary["max"] - summary["mean"]],
+                    marker="o", capsize=3, label=f"measured: {label}")
+    dims = np.unique(np.geomspace(1, max(data["dim"].max(), 2), 200).astype(int))
+    ax.plot(dims, [variance_ratio_sum_of_squares(d) for d in dims], "k--", label="closed form, no baseline")
+    ax.axhline(100, color="grey", lw=0.8, ls=":", label="two orders of magnitude")
+    ax.set(xscale="log", yscale="log", xlabel="dimension D", ylabel="variance ratio REINFORCE / pathwise",
+           title="f = sum z_i^2, z ~ N(1, I_D): ratio of per-coordinate variances")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def vae_variance_over_training(variance: pd.DataFrame) -> plt.Figure:
+    """log10 mean per-parameter variance of the encoder gradient over training (own-run protocol)."""
+    data = variance[variance["protocol"] == "own_run"] if not variance.empty else variance
+    if data.empty:
+        return _empty("VAE encoder-gradient variance over training")
+    grid = sns.relplot(data=data, x="step", y="log10_mean_variance", hue="estimator_label", col="latent",
+                       row="dataset", kind="line", marker="o", errorbar=("pi", 100), height=3, aspect=1.2,
+                       facet_kws={"sharey": False})
+    grid.set_axis_labels("training step", "log10 mean variance")
+    grid.figure.suptitle("Encoder-gradient variance along each estimator's own training run", y=1.02)
+    return grid.figure
+
+
+def elbo_curves(metrics: pd.DataFrame) -> plt.Figure:
+    if metrics.empty:
+        return _empty("ELBO curves")
+    grid = sns.relplot(data=metrics, x="step", y="elbo", hue="estimator_label", style="split", col="latent",
+                       row="dataset", kind="line", errorbar=("pi", 100), height=3, aspect=1.2,
+                       facet_kws={"sharey": False})
+    grid.set_axis_labels("training step", "ELBO (nats)")
+    grid.figure.suptitle("Train and test ELBO", y=1.02)
+    return grid.figure
+
+
+def work_normalized_variance(cost: pd.DataFrame) -> plt.Figure:
+    data = cost.dropna(subset=["work_normalized_variance"]) if not cost.empty else cost
+    if data.empty:
+        return _empty("Work-normalized variance")
+    data = data.assign(where=np.where(data["source"] == "vae", data.get("latent", ""), data.get("problem", "")))
+    fig, ax = plt.subplots(figsize=(8, 0.35 * data["estimator_label"].nunique() * data["where"].nunique() + 2))
+    sns.barplot(data=data, y="estimator_label", x="work_normalized_variance", hue="where", ax=ax, errorbar=None)
+    ax.set(xscale="log", xlabel="variance x seconds per estimate", ylabel="",
+           title="Work-normalized variance (lower is better at equal compute)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def device_timings(cost: pd.DataFrame) -> plt.Figure:
+    data = cost[cost["source"] == "vae"].dropna(subset=["seconds_per_step"]) if not cost.empty else cost
+    if data.empty:
+        return _empty("Seconds per training step by device")
+    data = data.assign(cell=data["latent"] + " / " + data["estimator_label"])
+    fig, ax = plt.subplots(figsize=(8, 0.4 * data["cell"].nunique() + 2))
+    sns.barplot(data=data, y="cell", x="seconds_per_step", hue="device", ax=ax, errorbar=None)
+    ax.set(xscale="log", xlabel="seconds per training step", ylabel="", title="VAE training cost by device")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,138 @@
+"""End to end: the tiny config through Snakemake in a temporary folder, and config validation."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+FIGURES = ["variance_vs_k", "ratio_vs_dimension", "vae_variance_over_training", "elbo_curves",
+           "work_normalized_variance", "device_timings"]
+
+
+def _workdir(tmp: Path) -> Path:
+    for item in ("Snakefile", "workflow", "config"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp / item)
+    return tmp
+
+
+def _snakemake(workdir: Path, *args, check=True):
+    res = subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    workdir = _workdir(tmp_path_factory.mktemp("pipeline"))
+    _snakemake(workdir, "--configfile", "config/tiny.yaml")
+    return workdir
+
+
+def test_every_table_and_figure_exists(tiny):
+    tables = tiny / "results" / "tables"
+    for name in ("variance_claim", "elbo_table", "cost_table"):
+        for ext in ("csv", "md", "tex"):
+            assert (tables / f"{name}.{ext}").stat().st_size > 0
+    for name in ("verdict_summary", "device_comparison", "excluded_cells", "run_status", "synthetic_all",
+                 "vae_metrics", "vae_variance"):
+        assert (tables / f"{name}.csv").exists()
+    for fig in FIGURES:
+        for ext in ("png", "pdf"):
+            assert (tiny / "results" / "figures" / f"{fig}.{ext}").stat().st_size > 1000
+    claim = pd.read_csv(tables / "variance_claim.csv")
+    assert {"setting", "estimator", "reference", "variance_ratio", "ci_low", "ci_high", "verdict"} <= set(claim.columns)
+    assert set(claim.verdict) <= {"yes", "no", "undecided", "missing"}
+    assert set(claim.source) == {"synthetic", "vae"}
+
+
+def test_tables_agree_with_the_raw_csvs(tiny):
+    results = tiny / "results"
+    claim = pd.read_csv(results / "tables" / "variance_claim.csv")
+    raw = {est: pd.read_csv(results / "synthetic" / "cpu" / "seed0" / est / "synthetic.csv")
+           for est in ("pathwise", "reinforce")}
+    pick = lambda f: f[(f.problem == "dimension") & (f.dim == 10) & (f.parameter == "loc") & (f.n_samples == 1)]  # noqa: E731
+    expected = float(pick(raw["reinforce"]).total_variance.iloc[0] / pick(raw["pathwise"]).total_variance.iloc[0])
+    row = claim[(claim.problem == "dimension") & (claim.setting_json == '{"dim": 10}') & (claim.parameter == "loc")
+                & (claim.n_samples == 1) & (claim.estimator == "reinforce(baseline='none')")]
+    assert len(row) == 1 and row.variance_ratio.iloc[0] == pytest.approx(expected, rel=1e-9)
+    assert row.ci_low.iloc[0] <= expected <= row.ci_high.iloc[0]
+
+    elbo = pd.read_csv(results / "tables" / "elbo_table.csv")
+    run = results / "vae" / "runs" / "digits" / "categorical" / "gumbel" / "s2" / "cpu" / "seed0"
+    metrics = pd.read_csv(run / "metrics.csv")
+    final = metrics[(metrics.split == "test")].sort_values("step").iloc[-1]
+    row = elbo[(elbo.latent == "categorical(2x3)") & (elbo.estimator == "gumbel_softmax")]
+    assert row.neg_elbo_mean.iloc[0] == pytest.approx(-final.elbo) and row.jang2017_neg_elbo.iloc[0] == 101.5
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+
+
+def test_unsupported_combinations_are_listed(tiny):
+    excluded = pd.read_csv(tiny / "results" / "tables" / "excluded_cells.csv")
+    vae = excluded[excluded.experiment == "vae"]
+    assert {("gaussian", "gumbel"), ("categorical", "pathwise")} <= set(zip(vae.latent, vae.estimator))
+
+
+def test_rerun_does_nothing_and_option_change_reruns_only_its_jobs(tiny):
+    assert "Nothing to be done" in _snakemake(tiny, "--configfile", "config/tiny.yaml", "-n").stdout
+    config = yaml.safe_load((tiny / "config" / "tiny.yaml").read_text())
+    config["synthetic"]["estimators"]["gumbel"]["temperature"] = 0.25
+    (tiny / "config" / "changed.yaml").write_text(yaml.safe_dump(config))
+    out = _snakemake(tiny, "--configfile", "config/changed.yaml", "-n").stdout
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], flags=re.M))
+    assert jobs.get("synthetic") == "1" and "vae_train" not in jobs and "vae_reference" not in jobs
+    assert "results/synthetic/cpu/seed0/gumbel/synthetic.csv" in out
+
+
+def test_report_and_lint(tiny):
+    _snakemake(tiny, "--configfile", "config/tiny.yaml", "--report", "report.html")
+    assert (tiny / "report.html").stat().st_size > 10_000
+    lint = subprocess.run([*SNAKEMAKE, "--lint"], cwd=tiny, capture_output=True, text=True)
+    assert "Congratulations, your workflow is in a good condition" in lint.stdout + lint.stderr
+
+
+def _bad_config(tmp_path, mutate) -> str:
+    workdir = _workdir(tmp_path)
+    config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
+    mutate(config)
+    (workdir / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
+    res = _snakemake(workdir, "--configfile", "config/bad.yaml", "-n", check=False)
+    assert res.returncode != 0
+    return res.stdout + res.stderr
+
+
+def test_bad_config_names_the_offending_key(tmp_path):
+    out = _bad_config(tmp_path, lambda c: c.update(sedes=[0]))
+    assert "sedes" in out and "Additional properties are not allowed" in out
+
+
+def test_bad_value_names_the_key(tmp_path):
+    out = _bad_config(tmp_path, lambda c: c["vae"].update(datasets=["cifar10"]))
+    assert "cifar10" in out and "datasets" in out
+
+
+def test_explicit_unsupported_combination_is_refused(tmp_path):
+    out = _bad_config(tmp_path, lambda c: c["vae"]["estimators"].update(
+        st={"name": "straight_through", "latents": ["gaussian"]}))
+    assert "vae.estimators.st asks for latent 'gaussian'" in out and "estimators that do: pathwise, reinforce" in out
+
+
+def test_unknown_estimator_option_is_refused(tmp_path):
+    out = _bad_config(tmp_path, lambda c: c["synthetic"]["estimators"]["gumbel"].update(tau=1))
+    assert "unknown option(s) 'tau' for estimator 'gumbel_softmax'" in out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_a_gpu_fails_at_validation(tmp_path):
+    out = _bad_config(tmp_path, lambda c: c.update(devices=["cpu", "cuda"]))
+    assert "names ['cuda'], which this machine does not have" in out and "drop_unavailable_devices" in out

@@ -1,0 +1,74 @@
+"""Snakemake script: read every result CSV, aggregate with experiments.aggregate, write the tables."""
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from experiments import aggregate as agg
+from experiments.io import atomic_write_text, write_csv_atomic
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log = logging.getLogger("aggregate")
+
+
+def read_all(paths):
+    frames = []
+    for p in paths:
+        try:
+            frames.append(pd.read_csv(p))
+        except pd.errors.EmptyDataError:
+            log.info("%s is empty", p)
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_table(frame, csv, md=None, tex=None):
+    write_csv_atomic(frame, csv)
+    if md:
+        atomic_write_text(md, frame.to_markdown(index=False, floatfmt=".4g") if not frame.empty else "(empty)\n")
+    if tex:
+        atomic_write_text(tex, frame.to_latex(index=False, float_format="%.4g") if not frame.empty else "% empty\n")
+
+
+synth = read_all(sm.input.synthetic)
+skipped = read_all(sm.input.skipped)
+metrics = read_all(sm.input.metrics)
+own = read_all(sm.input.variance)
+reference = read_all(sm.input.reference)
+variance = pd.concat([f for f in (own, reference) if not f.empty], ignore_index=True) if len(own) + len(reference) else pd.DataFrame()
+
+status_rows = []
+for path in sm.input.status:
+    status = json.loads(Path(path).read_text())
+    status_rows.append({"run": str(Path(path).parent), **status})
+run_status = pd.DataFrame(status_rows, columns=["run", "status", "step", "message"])
+
+excluded = pd.DataFrame(sm.params.excluded, columns=["experiment", "latent", "estimator", "reason"])
+if not skipped.empty:
+    syn_skipped = skipped.assign(experiment="synthetic").rename(columns={"problem": "latent"})
+    excluded = pd.concat([excluded, syn_skipped[["experiment", "latent", "estimator", "reason"]].drop_duplicates()],
+                         ignore_index=True)
+
+threshold = float(sm.params.threshold)
+claim = agg.claim_table(agg.synthetic_claim(synth, threshold) if not synth.empty else pd.DataFrame(),
+                        agg.vae_claim(variance, threshold=threshold) if not variance.empty else pd.DataFrame())
+elbo = agg.elbo_table(metrics) if not metrics.empty else pd.DataFrame()
+cost = agg.cost_table(metrics, variance, synth)
+devices = agg.device_comparison(synth, metrics)
+
+write_csv_atomic(synth, sm.output.synthetic_all)
+write_csv_atomic(metrics, sm.output.vae_metrics)
+write_csv_atomic(variance, sm.output.vae_variance)
+write_csv_atomic(run_status, sm.output.run_status)
+write_csv_atomic(excluded, sm.output.excluded)
+write_table(claim, sm.output.claim, sm.output.claim_md, sm.output.claim_tex)
+write_csv_atomic(agg.verdict_summary(claim), sm.output.summary)
+write_table(elbo, sm.output.elbo, sm.output.elbo_md, sm.output.elbo_tex)
+write_table(cost, sm.output.cost, sm.output.cost_md, sm.output.cost_tex)
+write_csv_atomic(devices, sm.output.devices)
+not_completed = run_status[run_status.status != "completed"]
+log.info("aggregated %d synthetic rows, %d VAE runs (%d not completed), %d claim rows",
+         len(synth), len(run_status), len(not_completed), len(claim))
