@@ -64,7 +64,7 @@ def plan_vae():
     vae = config["vae"]
     cells, excluded = [], []
     for latent_id, latent_cfg in vae["latents"].items():
-        spec = LatentSpec.from_config(latent_cfg)
+        spec = LatentSpec.from_config({k: v for k, v in latent_cfg.items() if k != "preset"})
         dist = example_posterior(spec)
         for est_id, entry in vae["estimators"].items():
             asked = entry.get("latents")
@@ -106,9 +106,30 @@ SYN_ESTIMATORS = plan_synthetic()
 
 SYNTHETIC_TABLES = expand("results/synthetic/{device}/seed{seed}/{estimator}/synthetic.csv",
                           device=DEVICES, seed=SEEDS, estimator=SYN_ESTIMATORS)
+
+
+def plan_samples():
+    """(latent, estimator, n_samples) triples; too few samples for an estimator is left out and listed."""
+    triples = []
+    for lat, est_id in VAE_CELLS:
+        minimum = _estimator(config["vae"]["estimators"][est_id]).min_samples
+        for n in config["vae"]["n_samples"]:
+            if n < minimum:
+                EXCLUDED.append({"experiment": "vae", "latent": lat, "estimator": est_id,
+                                 "reason": f"n_samples={n} is below its minimum {minimum}"})
+            else:
+                triples.append((lat, est_id, n))
+    for lat, ref in config["vae"]["reference_run"].items():
+        if (lat, ref, config["vae"]["n_samples"][0]) not in triples:
+            raise ValueError(f"vae.reference_run.{lat}: {ref} cannot run with n_samples={config['vae']['n_samples'][0]} "
+                             f"(the first of vae.n_samples, which the reference run uses)")
+    return triples
+
+
+VAE_TRIPLES = plan_samples()
 VAE_RUN_DIRS = [f"results/vae/runs/{ds}/{lat}/{est}/s{n}/{dev}/seed{seed}"
-                for ds in config["vae"]["datasets"] for lat, est in VAE_CELLS
-                for n in config["vae"]["n_samples"] for dev in DEVICES for seed in SEEDS]
+                for ds in config["vae"]["datasets"] for lat, est, n in VAE_TRIPLES
+                for dev in DEVICES for seed in SEEDS]
 VAE_REFERENCE_TABLES = [f"results/vae/reference/{ds}/{lat}/{dev}/seed{seed}/{est}.csv"
                         for ds in config["vae"]["datasets"] for lat, est in VAE_CELLS
                         for dev in DEVICES for seed in SEEDS]
@@ -137,8 +158,12 @@ def vae_run_args(wildcards):
     """--set arguments that make one run of the sweep (its cell's values override the base config)."""
     vae = config["vae"]
     settings = dict(_flatten("", vae.get("overrides") or {}))
+    latent = dict(vae["latents"][wildcards.latent])
+    preset = latent.pop("preset", None)
+    if preset is not None:
+        settings["preset"] = preset  # the anchor paper's model for this latent (experiments.vae.model.PRESETS)
     settings.update({
-        "dataset": wildcards.dataset, "latent": vae["latents"][wildcards.latent],
+        "dataset": wildcards.dataset, "latent": latent,
         "estimator": _options(vae["estimators"][wildcards.estimator]), "n_samples": int(wildcards.samples),
         "device": wildcards.device, "seed": int(wildcards.seed), "data_dir": vae.get("data_dir"),
     })

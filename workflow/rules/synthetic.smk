@@ -14,6 +14,7 @@ rule synthetic:
         gpu=lambda wildcards: 1 if wildcards.device.startswith("cuda") else 0,
     conda:
         "../envs/gradvar.yaml"
+    threads: 1
     shell:
-        "python -m experiments.synthetic --config {input.config} --out {params.out}"
+        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} python -m experiments.synthetic --config {input.config} --out {params.out}"
         " --seed {wildcards.seed} --device {wildcards.device} --estimator {params.estimator:q} > {log} 2>&1"

@@ -15,8 +15,9 @@ rule vae_train:
         gpu=lambda wildcards: 1 if wildcards.device.startswith("cuda") else 0,
     conda:
         "../envs/gradvar.yaml"
+    threads: 1
     shell:
-        "python -m experiments.vae.train --config {input.base} --out {params.out} {params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} python -m experiments.vae.train --config {input.base} --out {params.out} {params.args} > {log} 2>&1"
 
 
 rule vae_reference:
@@ -35,6 +36,7 @@ rule vae_reference:
         gpu=lambda wildcards: 1 if wildcards.device.startswith("cuda") else 0,
     conda:
         "../envs/gradvar.yaml"
+    threads: 1
     shell:
-        "python -m experiments.vae.variance --run {params.run} --estimator {params.estimator:q}"
+        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} python -m experiments.vae.variance --run {params.run} --estimator {params.estimator:q}"
         " {params.samples} --out {output.table} > {log} 2>&1"

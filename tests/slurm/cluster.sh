@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# A one-node SLURM cluster on this machine, loopback only, for the tests.
+#   tests/slurm/cluster.sh install   # Debian packages (root; about 10 s)
+#   tests/slurm/cluster.sh start     # munge, slurmctld, slurmd; prints `export SLURM_CONF=...`
+#   tests/slurm/cluster.sh stop      # stops exactly the daemons it started
+# State, configuration and logs live in $GRADVAR_SLURM_DIR (default /tmp/gradvar-slurm).
+set -euo pipefail
+STATE=${GRADVAR_SLURM_DIR:-/tmp/gradvar-slurm}
+CONF=$STATE/slurm.conf
+
+wait_for() {  # wait_for SECONDS COMMAND...: retry until the command succeeds
+  local limit=$1; shift
+  for _ in $(seq $((limit * 5))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "timed out waiting for: $*" >&2
+  return 1
+}
+
+install() {
+  if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
+      && command -v sbatch >/dev/null; then
+    return 0
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    slurmctld slurmd slurm-client munge >/dev/null
+}
+
+start_munge() {
+  if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then return 0; fi
+  if [ ! -s /etc/munge/munge.key ]; then
+    mkdir -p /etc/munge
+    dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null
+  fi
+  chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
+  mkdir -p /run/munge /var/log/munge /var/lib/munge
+  chown munge:munge /run/munge /var/log/munge /var/lib/munge
+  runuser -u munge -- munged --force
+  wait_for 10 sh -c 'munge -n | unmunge'
+}
+
+write_config() {
+  mkdir -p "$STATE/spool" "$STATE/slurmd" "$STATE/log"
+  local host node
+  host=$(hostname -s)
+  node=$(slurmd -C | head -n 1)
+  [ -e /dev/fakegpu0 ] || mknod -m 666 /dev/fakegpu0 c 1 3
+  echo "Name=gpu Type=fake File=/dev/fakegpu0" > "$STATE/gres.conf"
+  cat > "$CONF" <<CONF
+ClusterName=gradvar
+SlurmctldHost=${host}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+MpiDefault=none
+MailProg=/bin/true
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/affinity
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=1000
+MinJobAge=600
+ReturnToService=2
+EnforcePartLimits=ALL
+GresTypes=gpu
+StateSaveLocation=$STATE/spool
+SlurmdSpoolDir=$STATE/slurmd
+SlurmctldPidFile=$STATE/slurmctld.pid
+SlurmdPidFile=$STATE/slurmd.pid
+SlurmctldLogFile=$STATE/log/slurmctld.log
+SlurmdLogFile=$STATE/log/slurmd.log
+SlurmctldPort=6817
+SlurmdPort=6818
+${node} NodeAddr=127.0.0.1 Gres=gpu:fake:1 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+}
+
+start() {
+  install
+  start_munge
+  stop_daemons
+  write_config
+  export SLURM_CONF=$CONF
+  slurmctld -f "$CONF"
+  wait_for 30 scontrol ping
+  slurmd -f "$CONF"
+  wait_for 60 sh -c "sinfo -h -o %t | grep -qx idle"
+  echo "export SLURM_CONF=$CONF"
+}
+
+stop_daemons() {
+  for name in slurmd slurmctld; do
+    local pidfile=$STATE/$name.pid
+    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      kill "$(cat "$pidfile")"
+      for _ in $(seq 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -f "$pidfile"
+  done
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop_daemons ;;
+  *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
+esac
