@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, loopback only, for the tests.
 #   tests/slurm/cluster.sh install   # Debian packages (root; about 10 s)
-#   tests/slurm/cluster.sh start     # munge, slurmctld, slurmd; prints `export SLURM_CONF=...`
+#   tests/slurm/cluster.sh start     # munge, slurmctld, slurmd, then waits until the node is idle
 #   tests/slurm/cluster.sh stop      # stops exactly the daemons it started
-# State, configuration and logs live in $GRADVAR_SLURM_DIR (default /tmp/gradvar-slurm).
+# State and logs live in $GRADVAR_SLURM_DIR (default /tmp/gradvar-slurm). The configuration goes to
+# SLURM's default place, /etc/slurm, because commands run inside jobs (srun in the job script of
+# Snakemake's executor) do not see a SLURM_CONF set by the submitting shell.
 set -euo pipefail
 STATE=${GRADVAR_SLURM_DIR:-/tmp/gradvar-slurm}
-CONF=$STATE/slurm.conf
+ETC=/etc/slurm
+CONF=$ETC/slurm.conf
 
 wait_for() {  # wait_for SECONDS COMMAND...: retry until the command succeeds
   local limit=$1; shift
@@ -42,12 +45,12 @@ start_munge() {
 }
 
 write_config() {
-  mkdir -p "$STATE/spool" "$STATE/slurmd" "$STATE/log"
+  mkdir -p "$STATE/spool" "$STATE/slurmd" "$STATE/log" "$ETC"
   local host node
   host=$(hostname -s)
   node=$(slurmd -C | head -n 1)
   [ -e /dev/fakegpu0 ] || mknod -m 666 /dev/fakegpu0 c 1 3
-  echo "Name=gpu Type=fake File=/dev/fakegpu0" > "$STATE/gres.conf"
+  echo "Name=gpu Type=fake File=/dev/fakegpu0" > "$ETC/gres.conf"
   cat > "$CONF" <<CONF
 ClusterName=gradvar
 SlurmctldHost=${host}(127.0.0.1)
@@ -85,20 +88,21 @@ start() {
   start_munge
   stop_daemons
   write_config
-  export SLURM_CONF=$CONF
   slurmctld -f "$CONF"
   wait_for 30 scontrol ping
   slurmd -f "$CONF"
   wait_for 60 sh -c "sinfo -h -o %t | grep -qx idle"
-  echo "export SLURM_CONF=$CONF"
+  echo "SLURM is up: $(sinfo -h -o '%P %D nodes %t')"
 }
 
 stop_daemons() {
   for name in slurmd slurmctld; do
     local pidfile=$STATE/$name.pid
-    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      kill "$(cat "$pidfile")"
-      for _ in $(seq 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+    local pid
+    pid=$(cat "$pidfile" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid"
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
     rm -f "$pidfile"
   done
