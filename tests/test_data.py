@@ -65,6 +65,7 @@ def test_missing_file_names_the_source(tmp_path):
 
 def test_download_verifies_and_caches(tmp_path, monkeypatch):
     """The download path, against a file:// 'server': a good file lands in the cache, a bad one does not."""
+    monkeypatch.delenv("GRADVAR_DATA", raising=False)  # a local data folder would bypass the download
     payload = b"0 1 " * 391 + b"0 1\n"
     served = tmp_path / "served.amat"
     served.write_bytes(payload)
