@@ -20,6 +20,8 @@ import math
 import numpy as np
 import pandas as pd
 
+import estimators
+
 CLAIM_THRESHOLD = 100.0
 N_BOOT = 2000
 
@@ -149,7 +151,8 @@ def vae_claim(variance: pd.DataFrame, final_steps: pd.Series | None = None, expe
     v["stage"] = training_stage(v["step"], final)
     v["samples"] = v["measured_n_samples"].fillna(v["n_samples"]) if "measured_n_samples" in v else v["n_samples"]
     v["samples"] = v["samples"].astype(int)
-    v["unbiased"] = ~v["measured_estimator"].str.match(r"(straight_through|gumbel_softmax|st_gumbel_softmax)")
+    names = v["measured_estimator_name"].fillna(v["estimator"]) if "measured_estimator_name" in v else v["estimator"]
+    v["unbiased"] = names.map(lambda name: estimators.estimator_class(name).unbiased)
     cols = ["protocol", "dataset", "latent", "stage", "samples", "device"]
     out = variance_claim(v, cols, ["seed", "step"], estimator_col="measured_estimator", expected=expected,
                          threshold=threshold)

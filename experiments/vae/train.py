@@ -124,8 +124,12 @@ class Run:
         self.device = resolve_device(config["device"])
         self.latent = LatentSpec.from_config(config["latent"])
         self.data = data_mod.load(config["dataset"], config["data_dir"], config["cache_dir"])
-        torch.manual_seed(config["seed"])  # only parameter initialization draws from the global generator
-        self.model = VAE(self.data.dim, self.latent, config["model"]["hidden"], config["model"]["activation"]).to(self.device)
+        # nn.Linear initializes from torch's global generator: seed it inside a fork, so the run is determined
+        # by its seed and the caller's global RNG state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config["seed"])
+            self.model = VAE(self.data.dim, self.latent, config["model"]["hidden"],
+                             config["model"]["activation"]).to(self.device)
         self.est, nvil = build_estimator(config["estimator"])
         self.est = self.est.to(self.device)
         q = self.model.posterior(torch.zeros(1, self.data.dim, device=self.device))
@@ -134,7 +138,9 @@ class Run:
                              f"estimators that do: {', '.join(estimators.supporting(q))}")
         if nvil and self.est.name != "reinforce":
             raise ValueError("estimator.nvil (a learned baseline) applies to 'reinforce' only")
-        self.baseline_net = BaselineNet(self.data.dim).to(self.device) if nvil else None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config["seed"] + 1)
+            self.baseline_net = BaselineNet(self.data.dim).to(self.device) if nvil else None
         params = list(self.model.parameters()) + (list(self.baseline_net.parameters()) if nvil else [])
         opt_name = config["train"]["optimizer"]
         if opt_name not in OPTIMIZERS:
