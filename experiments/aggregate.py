@@ -222,37 +222,44 @@ def cost_table(metrics: pd.DataFrame, variance: pd.DataFrame, synthetic: pd.Data
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def device_comparison(synthetic: pd.DataFrame, metrics: pd.DataFrame, z_tol: float = 3.0) -> pd.DataFrame:
-    """The same cell on two devices: time ratio and whether the variances agree within their errors."""
+def _agreement_rows(frame: pd.DataFrame, keys: list[str], seconds_col: str, source: str, z_tol: float) -> list[dict]:
+    """Pair each cell across devices (the first device in sorted order against each other one)."""
     rows = []
-    if not synthetic.empty and synthetic["device"].nunique() > 1:
-        keys = ["problem", "setting", "parameter", "estimator_label", "n_samples", "seed"]
-        devices = sorted(synthetic["device"].unique())
-        base = devices[0]
-        for other in devices[1:]:
-            a = synthetic[synthetic.device == base].set_index(keys)
-            b = synthetic[synthetic.device == other].set_index(keys)
-            j = a.join(b, suffixes=("_a", "_b"), how="inner")
-            z = (j["total_variance_a"] - j["total_variance_b"]) / np.sqrt(j["total_variance_se_a"] ** 2
-                                                                         + j["total_variance_se_b"] ** 2)
-            for idx, r in j.iterrows():
-                rows.append({"source": "synthetic", "cell": " ".join(map(str, idx)), "device_a": base, "device_b": other,
-                             "seconds_a": r["seconds_per_estimate_a"], "seconds_b": r["seconds_per_estimate_b"],
-                             "speedup_b_over_a": r["seconds_per_estimate_a"] / r["seconds_per_estimate_b"],
-                             "variance_a": r["total_variance_a"], "variance_b": r["total_variance_b"],
-                             "variance_z": z.loc[idx], "variances_agree": bool(abs(z.loc[idx]) <= z_tol)
-                             if np.isfinite(z.loc[idx]) else True})
-    if not metrics.empty and metrics["device"].nunique() > 1:
+    if frame.empty or frame["device"].nunique() < 2:
+        return rows
+    devices = sorted(frame["device"].unique())
+    a = frame[frame.device == devices[0]].set_index(keys)
+    for other in devices[1:]:
+        b = frame[frame.device == other].set_index(keys)
+        joined = a.join(b, suffixes=("_a", "_b"), how="inner")
+        for idx, r in joined.iterrows():
+            has_var = "total_variance_a" in joined
+            z = ((r["total_variance_a"] - r["total_variance_b"])
+                 / math.hypot(r["total_variance_se_a"], r["total_variance_se_b"])) if has_var else math.nan
+            rows.append({"source": source, "cell": " ".join(map(str, idx if isinstance(idx, tuple) else (idx,))),
+                         "device_a": devices[0], "device_b": other,
+                         "seconds_a": r[f"{seconds_col}_a"], "seconds_b": r[f"{seconds_col}_b"],
+                         "speedup_b_over_a": r[f"{seconds_col}_a"] / r[f"{seconds_col}_b"],
+                         "variance_a": r["total_variance_a"] if has_var else math.nan,
+                         "variance_b": r["total_variance_b"] if has_var else math.nan,
+                         "variance_z": z, "variances_agree": bool(abs(z) <= z_tol) if math.isfinite(z) else None})
+    return rows
+
+
+def device_comparison(synthetic: pd.DataFrame, metrics: pd.DataFrame, variance: pd.DataFrame | None = None,
+                      z_tol: float = 3.0) -> pd.DataFrame:
+    """The same cell on two devices: time ratio, and whether the measured variances agree within
+    ``z_tol`` combined standard errors (synthetic cells, and VAE encoder-gradient variance at the same
+    checkpoints of the same run; VAE training time per step is compared too)."""
+    rows = _agreement_rows(synthetic, ["problem", "setting", "parameter", "estimator_label", "n_samples", "seed"],
+                           "seconds_per_estimate", "synthetic", z_tol)
+    if variance is not None and not variance.empty:
+        own = variance[variance["protocol"] == "own_run"]
+        rows += _agreement_rows(own, ["dataset", "latent", "estimator_label", "n_samples", "seed", "step"],
+                                "seconds_per_estimate", "vae_variance", z_tol)
+    if not metrics.empty:
         keys = ["dataset", "latent", "estimator_label", "n_samples", "seed"]
         last = metrics[metrics.split == "test"].sort_values("step").groupby(keys + ["device"]).tail(1)
-        devices = sorted(last["device"].unique())
-        for other in devices[1:]:
-            a = last[last.device == devices[0]].set_index(keys)
-            b = last[last.device == other].set_index(keys)
-            for idx, r in a.join(b, suffixes=("_a", "_b"), how="inner").iterrows():
-                rows.append({"source": "vae", "cell": " ".join(map(str, idx)), "device_a": devices[0], "device_b": other,
-                             "seconds_a": r["seconds_per_step_a"], "seconds_b": r["seconds_per_step_b"],
-                             "speedup_b_over_a": r["seconds_per_step_a"] / r["seconds_per_step_b"],
-                             "variance_a": math.nan, "variance_b": math.nan, "variance_z": math.nan,
-                             "variances_agree": True})
+        rows += _agreement_rows(last[keys + ["device", "seconds_per_step"]], keys, "seconds_per_step",
+                                "vae_training", z_tol)
     return pd.DataFrame(rows)

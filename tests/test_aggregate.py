@@ -100,3 +100,19 @@ def test_device_comparison_flags_disagreeing_variances():
     out = agg.device_comparison(synth, pd.DataFrame()).set_index("cell")
     assert out["speedup_b_over_a"].tolist() == [2.0, 2.0]
     assert out["variances_agree"].tolist() == [True, False]
+
+
+def test_device_comparison_of_vae_runs():
+    base = {"dataset": "digits", "latent": "gaussian(4)", "estimator_label": "pathwise", "n_samples": 1, "seed": 0,
+            "protocol": "own_run", "step": 100}
+    variance = pd.DataFrame([
+        {**base, "device": "cpu", "total_variance": 2.0, "total_variance_se": 0.2, "seconds_per_estimate": 4e-3},
+        {**base, "device": "cuda", "total_variance": 2.1, "total_variance_se": 0.2, "seconds_per_estimate": 1e-3},
+    ])
+    metrics = pd.DataFrame([
+        {**{k: v for k, v in base.items() if k not in ("protocol",)}, "split": "test", "device": d, "seconds_per_step": t}
+        for d, t in (("cpu", 0.01), ("cuda", 0.002))
+    ])
+    out = agg.device_comparison(pd.DataFrame(), metrics, variance).set_index("source")
+    assert out.loc["vae_variance", "variances_agree"] and out.loc["vae_variance", "speedup_b_over_a"] == 4.0
+    assert out.loc["vae_training", "speedup_b_over_a"] == pytest.approx(5.0)

@@ -57,7 +57,7 @@ claim = agg.claim_table(agg.synthetic_claim(synth, threshold) if not synth.empty
                         agg.vae_claim(variance, threshold=threshold) if not variance.empty else pd.DataFrame())
 elbo = agg.elbo_table(metrics) if not metrics.empty else pd.DataFrame()
 cost = agg.cost_table(metrics, variance, synth)
-devices = agg.device_comparison(synth, metrics)
+devices = agg.device_comparison(synth, metrics, variance)
 
 write_csv_atomic(synth, sm.output.synthetic_all)
 write_csv_atomic(metrics, sm.output.vae_metrics)
