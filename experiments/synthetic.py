@@ -15,7 +15,6 @@ cell's numbers do not depend on which other cells run.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from . import closed_form, problems
 from .devices import device_name, resolve_device
 from .io import write_csv_atomic
 from .provenance import provenance
+from .seeds import cell_seed
 
 log = logging.getLogger("gradvar.synthetic")
 
@@ -86,11 +86,6 @@ def iter_problems(spec: dict) -> Iterator[Cell]:
         else:
             raise ValueError(f"unknown problem {key!r}; valid: mohamed_quadratic, mohamed_exp, mohamed_cos, "
                              f"dimension, bernoulli_toy, categorical_toy, gamma")
-
-
-def cell_seed(seed: int, *parts) -> int:
-    blob = json.dumps([seed, *parts], sort_keys=True, default=str).encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:7], "little")
 
 
 def _on_device(problem: problems.Problem, device: torch.device) -> problems.Problem:

@@ -40,7 +40,7 @@ from .. import data as data_mod
 from ..devices import device_name, resolve_device
 from ..io import atomic_write_text, write_csv_atomic
 from ..provenance import provenance
-from ..synthetic import cell_seed
+from ..seeds import cell_seed
 from .gradient_variance import encoder_gradient_estimates, reference_gradient, variance_row
 from .model import PRESETS, VAE, BaselineNet, LatentSpec
 

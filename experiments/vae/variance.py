@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from ..io import write_csv_atomic
-from ..synthetic import cell_seed
+from ..seeds import cell_seed
 from .gradient_variance import encoder_gradient_estimates, reference_gradient, variance_row
 from .train import Run, build_estimator
 

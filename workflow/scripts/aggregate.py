@@ -1,7 +1,6 @@
 """Snakemake script: read every result CSV, aggregate with experiments.aggregate, write the tables."""
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pandas as pd
