@@ -17,6 +17,7 @@ frozen and the R estimates are identically distributed; its mode is restored aft
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -44,11 +45,12 @@ class VarianceResult:
     def n_estimates(self) -> int:
         return self.grads.shape[0]
 
-    @property
+    # Computed once: grads can be [R, ~1e6] for a VAE encoder, and every statistic below uses these two.
+    @functools.cached_property
     def mean(self) -> Tensor:
         return self.grads.mean(0)
 
-    @property
+    @functools.cached_property
     def variance(self) -> Tensor:
         """Per-coordinate unbiased sample variance ``[n_params]``."""
         return self.grads.var(0, unbiased=True)

@@ -15,6 +15,7 @@ cell's numbers do not depend on which other cells run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -89,8 +90,7 @@ def iter_problems(spec: dict) -> Iterator[Cell]:
 
 
 def _on_device(problem: problems.Problem, device: torch.device) -> problems.Problem:
-    moved = {k: v.to(device) for k, v in problem.params.items()}
-    return problems.Problem(problem.name, problem.family, moved, problem.build, problem.expectation, problem.info)
+    return dataclasses.replace(problem, params={k: v.to(device) for k, v in problem.params.items()})
 
 
 def measure_cell(est, problem, n_samples, generator, var_cfg) -> VarianceResult:
