@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from . import families, sampling
+from . import families, registry, sampling
+from .capabilities import Capabilities
 
 Objective = Callable[[Tensor], Tensor]
 
@@ -44,17 +45,29 @@ class EstimatorOutput:
 
 
 class Estimator(nn.Module):
-    """Base class: subclasses set ``name``, ``unbiased``, ``supports`` and ``_estimate``."""
+    """Base class: subclasses set ``name`` and ``capabilities`` and implement ``_estimate``.
+
+    Constructor arguments are the estimator's options: each must be stored as an attribute of the same
+    name (``describe`` and the provenance columns read them back), which ``register`` checks.
+    """
 
     name: ClassVar[str] = ""
-    unbiased: ClassVar[bool] = True
-    #: Human-readable list of the families the estimator applies to (for docs and errors).
-    families_doc: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities]
+    #: Derived from ``capabilities`` (kept as class attributes for callers that only need these).
+    unbiased: ClassVar[bool]
+    families_doc: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        caps = cls.__dict__.get("capabilities")
+        if caps is not None:
+            cls.unbiased = caps.unbiased
+            cls.families_doc = caps.describe()
 
     @property
     def min_samples(self) -> int:
         """Smallest ``n_samples`` the estimator accepts."""
-        return 1
+        return self.capabilities.min_samples
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -66,8 +79,26 @@ class Estimator(nn.Module):
         """The options this instance was built with (for provenance columns)."""
         return {name: getattr(self, name) for name in self.option_names()}
 
-    def supports(self, dist: Distribution) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def why_not(self, target: Distribution | type[Distribution], n_samples: int | None = None) -> str | None:
+        """Why this estimator does not apply to ``target`` with ``n_samples``, or ``None`` if it does.
+
+        ``target`` is a distribution, or a family class when a study is planned before any tensor exists
+        (then instance-level limits, such as ``exact``'s support size, are decided when the job runs).
+        Every study and protocol asks this one function.
+        """
+        reason = self.capabilities.why_not(target)
+        if reason is None and isinstance(target, Distribution):
+            reason = self._why_not_instance(target)
+        if reason is None and n_samples is not None and n_samples < self.min_samples:
+            reason = f"n_samples={n_samples} is below its minimum {self.min_samples}"
+        return reason
+
+    def supports(self, dist: Distribution) -> bool:
+        return self.why_not(dist) is None
+
+    def _why_not_instance(self, dist: Distribution) -> str | None:
+        """Limits that only an instance shows (override where there are any)."""
+        return None
 
     def forward(self, f: Objective, dist: Distribution, n_samples: int = 1,
                 generator: torch.Generator | None = None, **kwargs) -> EstimatorOutput:
@@ -87,12 +118,11 @@ class Estimator(nn.Module):
             raise ValueError(
                 f"estimator {self.describe()!r} needs an integer n_samples >= {self.min_samples}, got {n_samples!r}"
             )
-        if not self.supports(dist):
-            from .registry import supporting
-
-            others = supporting(dist)
+        reason = self.why_not(dist)
+        if reason is not None:
+            others = registry.supporting(dist)
             raise ValueError(
-                f"estimator {self.name!r} does not support {families.family_name(dist)} "
+                f"estimator {self.name!r} does not support {families.family_name(dist)}: {reason} "
                 f"(it applies to: {self.families_doc}); estimators that do: "
                 f"{', '.join(others) if others else 'none'}"
             )

@@ -22,6 +22,7 @@ from torch.distributions import Bernoulli, Categorical, Distribution, OneHotCate
 
 from . import families
 from .base import Estimator, EstimatorOutput, evaluate
+from .capabilities import Capabilities
 from .registry import register
 
 ENUMERABLE = (Bernoulli, Categorical, OneHotCategorical)
@@ -88,8 +89,9 @@ def enumerate_support(dist: Distribution) -> tuple[Tensor, Tensor]:
 @register
 class Exact(Estimator):
     name = "exact"
-    unbiased = True
-    families_doc = "Bernoulli, Categorical, OneHotCategorical (and Independent wrappers) with a small support"
+    # Only the families whose support this module enumerates, although torch can enumerate more.
+    capabilities = Capabilities(unbiased=True, families=ENUMERABLE, requires=("has_enumerate_support",),
+                                evaluations_per_sample=None, limits="a support of at most max_support points")
 
     def __init__(self, max_support: int = 2**16):
         super().__init__()
@@ -97,8 +99,9 @@ class Exact(Estimator):
             raise ValueError(f"max_support must be >= 1, got {max_support!r}")
         self.max_support = int(max_support)
 
-    def supports(self, dist: Distribution) -> bool:
-        return families.family(dist) in ENUMERABLE and support_size(dist) <= self.max_support
+    def _why_not_instance(self, dist: Distribution) -> str | None:
+        size = support_size(dist)
+        return None if size <= self.max_support else f"its support has {size} points, above max_support={self.max_support}"
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         z, log_q = enumerate_support(dist)

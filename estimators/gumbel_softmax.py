@@ -35,8 +35,9 @@ from torch.distributions import Bernoulli, Distribution
 
 from . import families
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
+from .capabilities import Capabilities
 from .registry import register
-from .straight_through import supports_hard_family
+from .straight_through import HARD_FAMILIES
 
 
 def relaxed_sample(dist: Distribution, n_samples: int, temperature: float, generator) -> Tensor:
@@ -61,8 +62,7 @@ def harden(y: Tensor, dist: Distribution) -> Tensor:
 
 
 class _Relaxation(Estimator):
-    unbiased = False
-    families_doc = "Bernoulli, OneHotCategorical (and Independent wrappers)"
+    capabilities = Capabilities(unbiased=False, families=HARD_FAMILIES)
     hard_forward = False
 
     def __init__(self, temperature: float = 1.0, anneal_rate: float = 0.0, min_temperature: float = 0.0):
@@ -90,9 +90,6 @@ class _Relaxation(Estimator):
     def current_temperature(self) -> float:
         tau = self.temperature * math.exp(-self.anneal_rate * int(self.step))
         return max(self.min_temperature, tau)
-
-    def supports(self, dist: Distribution) -> bool:
-        return supports_hard_family(dist)
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         y = relaxed_sample(dist, n_samples, self.current_temperature, generator)

@@ -17,9 +17,8 @@ Applies to every distribution with ``has_rsample``; unbiased.
 """
 from __future__ import annotations
 
-from torch.distributions import Distribution
-
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
+from .capabilities import Capabilities
 from .registry import register
 from .sampling import draw
 
@@ -27,12 +26,9 @@ from .sampling import draw
 @register
 class Pathwise(Estimator):
     name = "pathwise"
-    unbiased = True
-    families_doc = "distributions with a reparameterized sampler (has_rsample): Normal, MultivariateNormal, " \
-        "LogNormal, Laplace, Uniform, Exponential, Gamma, Beta, Dirichlet, relaxed distributions"
-
-    def supports(self, dist: Distribution) -> bool:
-        return bool(dist.has_rsample)
+    # has_rsample: Normal, MultivariateNormal, LogNormal, Laplace, Uniform, Exponential, Gamma, Beta,
+    # Dirichlet, the relaxed distributions, ...
+    capabilities = Capabilities(unbiased=True, requires=("has_rsample",))
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         z = draw(dist, n_samples, generator, reparameterized=True)  # gradient flows along the sampling path

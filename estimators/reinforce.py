@@ -53,13 +53,13 @@ from torch.distributions import Distribution, Uniform
 
 from . import families
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
+from .capabilities import Capabilities
 from .registry import register
-from .sampling import can_sample, draw
+from .sampling import draw
 
 BASELINES = ("none", "moving_average", "leave_one_out", "optimal")
-# The score identity needs a support that does not move with the parameters: for U(a, b) the gradient
-# has boundary terms (f(b) and f(a)) that no score-function estimate contains, so it would be biased.
-PARAMETER_DEPENDENT_SUPPORT = (Uniform,)
+#: Baselines computed from the other samples of the same call need at least two.
+MIN_SAMPLES = {"leave_one_out": 2, "optimal": 2}
 
 
 def leave_one_out_mean(values: Tensor) -> Tensor:
@@ -97,8 +97,10 @@ def score_sq_norms(dist: Distribution, z: Tensor) -> Tensor:
 @register
 class Reinforce(Estimator):
     name = "reinforce"
-    unbiased = True
-    families_doc = "every distribution with a sampler and log_prob whose support does not depend on its parameters (not Uniform)"
+    # The score identity needs a support that does not move with the parameters: for U(a, b) the gradient
+    # has boundary terms (f(b) and f(a)) that no score-function estimate contains, so it would be biased.
+    capabilities = Capabilities(unbiased=True, requires=("sample",), excludes=(Uniform,),
+                                exclude_reason="its support depends on its parameters")
 
     def __init__(self, baseline: str = "none", decay: float = 0.99):
         super().__init__()
@@ -119,10 +121,7 @@ class Reinforce(Estimator):
 
     @property
     def min_samples(self) -> int:
-        return 2 if self.baseline in ("leave_one_out", "optimal") else 1
-
-    def supports(self, dist: Distribution) -> bool:
-        return can_sample(dist) and families.family(dist) not in PARAMETER_DEPENDENT_SUPPORT
+        return MIN_SAMPLES.get(self.baseline, self.capabilities.min_samples)
 
     def _estimate(self, f, dist, n_samples, generator, learned_baseline: Tensor | None = None) -> EstimatorOutput:
         z = draw(dist, n_samples, generator, reparameterized=False)  # no path gradient: score term only

@@ -14,29 +14,22 @@ bias grows with the curvature ``c`` of ``f`` and vanishes as ``c -> 0``.
 """
 from __future__ import annotations
 
-from torch.distributions import Bernoulli, Distribution, OneHotCategorical
+from torch.distributions import Bernoulli, OneHotCategorical
 
 from . import families
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
+from .capabilities import Capabilities
 from .registry import register
 from .sampling import draw
 
+#: The relaxed and straight-through estimators need a hard sample with a differentiable mean.
 HARD_FAMILIES = (Bernoulli, OneHotCategorical)
-
-
-def supports_hard_family(dist: Distribution) -> bool:
-    """Bernoulli or OneHotCategorical, possibly under ``Independent``."""
-    return families.family(dist) in HARD_FAMILIES
 
 
 @register
 class StraightThrough(Estimator):
     name = "straight_through"
-    unbiased = False
-    families_doc = "Bernoulli, OneHotCategorical (and Independent wrappers)"
-
-    def supports(self, dist: Distribution) -> bool:
-        return supports_hard_family(dist)
+    capabilities = Capabilities(unbiased=False, families=HARD_FAMILIES)
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         hard = draw(dist, n_samples, generator, reparameterized=False)

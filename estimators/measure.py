@@ -29,7 +29,8 @@ from torch.distributions import Distribution
 
 from .base import Estimator, Objective
 
-Problem = Callable[..., tuple[Objective, Distribution]]
+#: ``build(*params) -> (f, dist)``: how a measurement rebuilds its objective from (replicated) parameters.
+BuildFn = Callable[..., tuple[Objective, Distribution]]
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def _sync(device: torch.device) -> None:
 
 def measure_variance(
     estimator: Estimator,
-    problem: Problem,
+    build: BuildFn,
     params: Sequence[Tensor],
     *,
     n_estimates: int,
@@ -154,7 +155,7 @@ def measure_variance(
 ) -> VarianceResult:
     """Draw ``n_estimates`` independent gradient estimates of ``params`` and summarize them.
 
-    problem: ``problem(*params) -> (f, dist)``; called once per estimate (loop) or once per chunk with
+    build: ``build(*params) -> (f, dist)``; called once per estimate (loop) or once per chunk with
         replicated parameters ``[c, *p.shape]`` (vectorized).
     params: tensors requiring grad; the result's columns are their flattened concatenation.
     reference: the true gradient ``[n_params]`` (flattened the same way), for bias and MSE.
@@ -176,7 +177,7 @@ def measure_variance(
             for first in range(0, n_estimates, chunk_size):
                 c = min(chunk_size, n_estimates - first)
                 replicas = [p.detach().unsqueeze(0).expand(c, *p.shape).clone().requires_grad_(True) for p in params]
-                f, dist = problem(*replicas)
+                f, dist = build(*replicas)
                 if tuple(dist.batch_shape[:1]) != (c,):
                     raise ValueError(
                         f"vectorize=True needs a problem whose distribution's batch starts with the replica "
@@ -188,7 +189,7 @@ def measure_variance(
         else:
             rows = []
             for _ in range(n_estimates):
-                f, dist = problem(*params)
+                f, dist = build(*params)
                 out = estimator(f, dist, n_samples, generator, **call_kwargs)
                 rows.append(_flat_grads(out.surrogate, params, None).detach())
             grads = torch.cat(rows)

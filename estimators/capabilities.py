@@ -1,0 +1,97 @@
+"""What an estimator applies to, declared as data.
+
+Each estimator class sets ``capabilities = Capabilities(...)``. ``why_not`` is the one function that decides
+whether it applies to a distribution (an instance, or a family class when planning a study before any
+tensor exists), and ``describe`` writes the sentence used in documentation and error messages, so the
+two cannot disagree. torch's own flags (``has_rsample``, ``has_enumerate_support``) are used where they say
+what is meant.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch.distributions import Distribution
+
+from . import families, sampling
+
+#: Requirements an estimator can declare: (what it means, the reason given where a distribution lacks it).
+REQUIREMENTS = {
+    "has_rsample": ("a reparameterized sampler (has_rsample)", "has no reparameterized sampler (has_rsample is False)"),
+    "has_enumerate_support": ("an enumerable support (has_enumerate_support)",
+                              "cannot enumerate its support (has_enumerate_support is False)"),
+    "sample": ("a sampler", "cannot be sampled"),
+}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Declared facts about an estimator.
+
+    unbiased: whether its expectation is the true gradient.
+    families: the distribution classes it applies to (under any ``Independent`` wrappers); empty means
+        every family that meets ``requires``.
+    requires: flags the distribution must have (keys of ``REQUIREMENTS``).
+    excludes: families refused even though they meet the rest, with ``exclude_reason``.
+    min_samples: the smallest ``n_samples`` it accepts (an estimator whose minimum depends on its
+        options overrides ``Estimator.min_samples``).
+    evaluations_per_sample: evaluations of ``f`` per sample (the unit of cost of fair comparisons);
+        ``None`` where it is not proportional to the samples (``exact`` evaluates the whole support).
+    limits: instance-level limits in words (checked by ``Estimator._why_not_instance``).
+    """
+
+    unbiased: bool
+    families: tuple[type[Distribution], ...] = ()
+    requires: tuple[str, ...] = ()
+    excludes: tuple[type[Distribution], ...] = ()
+    exclude_reason: str = ""
+    min_samples: int = 1
+    evaluations_per_sample: int | None = 1
+    limits: str = ""
+
+    def __post_init__(self):
+        unknown = sorted(set(self.requires) - set(REQUIREMENTS))
+        if unknown:
+            raise ValueError(f"unknown requirement(s) {unknown}; valid: {', '.join(REQUIREMENTS)}")
+
+    def why_not(self, target: Distribution | type[Distribution]) -> str | None:
+        """``None`` if the family of ``target`` (an instance or a class) is admitted, else the reason."""
+        base = families.unwrap(target)[0] if isinstance(target, Distribution) else target
+        klass = type(base) if isinstance(base, Distribution) else base
+        name = families.family_name(target) if isinstance(target, Distribution) else klass.__name__
+        if self.families and not issubclass(klass, self.families):
+            return f"{name} is not one of its families ({self.families_text()})"
+        if issubclass(klass, self.excludes):
+            return f"{name} is excluded: {self.exclude_reason}"
+        for flag in self.requires:
+            if not _has(base, flag):
+                return f"{name} {REQUIREMENTS[flag][1]}"
+        return None
+
+    def families_text(self) -> str:
+        return ", ".join(k.__name__ for k in self.families)
+
+    def describe(self) -> str:
+        """The families it applies to, in words (for documentation and errors)."""
+        parts = []
+        if self.families:
+            parts.append(self.families_text() + " (and Independent wrappers)")
+        else:
+            parts.append("every distribution")
+        if self.requires:
+            parts.append("with " + " and ".join(REQUIREMENTS[flag][0] for flag in self.requires))
+        if self.excludes:
+            parts.append(f"except {', '.join(k.__name__ for k in self.excludes)} ({self.exclude_reason})")
+        if self.limits:
+            parts.append(f"with {self.limits}")
+        return " ".join(parts)
+
+
+def _has(base: Distribution | type[Distribution], flag: str) -> bool:
+    if flag == "sample":
+        if isinstance(base, Distribution):
+            return sampling.can_sample(base)
+        return base.has_rsample is True or base.sample is not Distribution.sample
+    value = getattr(base, flag)
+    if isinstance(value, property):  # decided per instance (e.g. TransformedDistribution.has_rsample)
+        raise ValueError(f"{base.__name__}.{flag} depends on the instance; pass a distribution, not its class")
+    return bool(value)
