@@ -1,28 +1,29 @@
 r"""Synthetic study: bias, variance, MSE and cost of every estimator on problems with exact gradients.
 
-    python -m experiments.synthetic --config config/synthetic/quick.yaml --out results/synthetic
+    python -m experiments.synthetic --config config/synthetic/example.yaml --out results/demo/synthetic
 
-For each (problem, setting, estimator that supports it, n_samples) the study draws independent gradient
-estimates (vectorized, see ``estimators.variance``) until the total variance's relative standard error is
-below ``variance.target_rse`` or ``variance.max_estimates`` is reached, and times ``variance.timing_calls``
-single estimator calls (call + backward, as in training) for the cost. One row per parameter group
-(e.g. ``loc`` and ``scale``) goes into ``synthetic.csv``; combinations an estimator does not support go into
-``skipped.csv`` with the reason. Columns are documented in ``results/README.md``.
+The config is a ``RunConfig`` (below: every key and default). For each (problem, setting, estimator that
+applies, n_samples) the study draws independent gradient estimates (vectorized, see
+``estimators.measure``) until the total variance's relative standard error is below
+``measurement.target_rse`` or ``measurement.max_estimates`` is reached, and times
+``measurement.timing_calls`` single estimator calls (call + backward, as in training) for the cost. One row
+per parameter group (e.g. ``loc`` and ``scale``) goes into ``synthetic.csv``; combinations an estimator
+does not apply to go into ``skipped.csv`` with the reason given by ``Estimator.why_not``. Columns are
+documented in ``results/README.md``.
 
 Every cell draws from its own generator seeded from (seed, problem, setting, estimator, n_samples), so a
 cell's numbers do not depend on which other cells run.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,15 +31,122 @@ import torch
 import yaml
 
 import estimators
-from estimators.variance import VarianceResult
+from estimators.measure import VarianceResult
 
 from . import closed_form, problems
+from .cli import checked, job_arguments
 from .devices import device_name, resolve_device
+from .estimator_spec import EstimatorSpec
 from .io import write_csv_atomic
 from .provenance import provenance
 from .seeds import cell_seed
+from .typed_config import parse, to_dict
 
 log = logging.getLogger("gradvar.synthetic")
+
+
+# --- settings ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Linspace:
+    start: float
+    stop: float
+    num: int
+
+
+@dataclass(frozen=True)
+class KSweep:
+    """The costs of Mohamed et al. 2020 §3 at each k (a list, or an evenly spaced grid)."""
+
+    k: list[float] | Linspace
+
+
+@dataclass(frozen=True)
+class DimensionSweep:
+    dims: list[int]
+
+
+@dataclass(frozen=True)
+class BernoulliToy:
+    t: list[float]
+    dims: list[int]
+    p: float = 0.5
+
+
+@dataclass(frozen=True)
+class CategoricalToy:
+    groups: list[int]
+    classes: int
+    t: float = 1.5
+
+
+@dataclass(frozen=True)
+class GammaCosts:
+    costs: list[Literal["square", "log"]]
+
+
+@dataclass(frozen=True)
+class Problems:
+    """The problem grid; a problem left out (null) is not in the study."""
+
+    mohamed_quadratic: KSweep | None = None
+    mohamed_exp: KSweep | None = None
+    mohamed_cos: KSweep | None = None
+    dimension: DimensionSweep | None = None
+    bernoulli_toy: BernoulliToy | None = None
+    categorical_toy: CategoricalToy | None = None
+    gamma: GammaCosts | None = None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    min_estimates: int = 2000       # first batch of independent estimates per cell
+    max_estimates: int = 32000      # stop here even if the target below is not met
+    target_rse: float = 0.05        # relative standard error of the total variance to reach
+    timing_calls: int = 20          # single calls timed for seconds_per_estimate
+    warmup_calls: int = 50          # train-mode calls that give moving averages their state
+    chunk_size: int = 4096          # estimates per vectorized pass
+
+    def validate(self) -> None:
+        if not 2 <= self.min_estimates <= self.max_estimates:
+            raise ValueError("measurement needs 2 <= min_estimates <= max_estimates")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a study sets for the synthetic study (``synthetic.settings``)."""
+
+    n_samples: list[int] = field(default_factory=lambda: [1, 10])
+    measurement: Measurement = field(default_factory=Measurement)
+    problems: Problems = field(default_factory=Problems)
+
+
+@dataclass(frozen=True)
+class RunConfig(Settings):
+    """One synthetic job: the settings, a seed, a device and the estimators (id -> entry)."""
+
+    seed: int = 0
+    device: str = "cpu"
+    estimators: dict[str, dict] = field(default_factory=dict)
+
+    def specs(self) -> list[EstimatorSpec]:
+        return [EstimatorSpec.from_config(est_id, entry, f"estimators.{est_id}", allow_nvil=False,
+                                          allow_latents=False) for est_id, entry in self.estimators.items()]
+
+
+def parse_settings(data: dict | None, path: str = "synthetic.settings") -> Settings:
+    return parse(Settings, data, path)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    with open(path) as fh:
+        config = parse(RunConfig, yaml.safe_load(fh))
+    config.specs()  # estimator entries are checked before anything runs
+    return config
+
+
+# --- the grid ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -48,65 +156,59 @@ class Cell:
     problem: problems.Problem
 
 
-def _grid(spec) -> list[float]:
-    """A list as given, or {start, stop, num} as an evenly spaced grid."""
-    if isinstance(spec, dict):
-        return [float(x) for x in np.linspace(spec["start"], spec["stop"], int(spec["num"]))]
+def _grid(spec: list[float] | Linspace) -> list[float]:
+    if isinstance(spec, Linspace):
+        return [float(x) for x in np.linspace(spec.start, spec.stop, spec.num)]
     return [float(x) for x in spec]
 
 
-def iter_problems(spec: dict) -> Iterator[Cell]:
-    """The problem grid of a config's ``problems`` section."""
-    makers = {
-        "mohamed_quadratic": ("k", lambda k: problems.normal_quadratic(k=k, dim=1, mu=1.0, sigma=1.0)),
-        "mohamed_exp": ("k", lambda k: problems.normal_exp_square(k=k, dim=1, mu=1.0, sigma=1.0)),
-        "mohamed_cos": ("k", lambda k: problems.normal_cosine(k=k, dim=1, mu=1.0, sigma=1.0)),
-    }
-    for key, options in spec.items():
-        if key in makers:
-            name, make = makers[key]
-            for k in _grid(options["k"]):
-                yield Cell(key, {"k": k}, make(k))
-        elif key == "dimension":
-            for dim in options["dims"]:
-                yield Cell(key, {"dim": int(dim)}, problems.normal_quadratic(k=0.0, dim=int(dim), mu=1.0, sigma=1.0))
-        elif key == "bernoulli_toy":
-            for t in options["t"]:
-                for dim in options["dims"]:
-                    yield Cell(key, {"t": float(t), "dim": int(dim)},
-                               problems.bernoulli_toy(t=float(t), dim=int(dim), p=float(options.get("p", 0.5))))
-        elif key == "categorical_toy":
-            for groups in options["groups"]:
-                yield Cell(key, {"dim": int(groups), "classes": int(options["classes"])},
-                           problems.categorical_polynomial(groups=int(groups), classes=int(options["classes"]),
-                                                           t=float(options.get("t", 1.5))))
-        elif key == "gamma":
-            for name in options["costs"]:
-                make = {"square": problems.gamma_square, "log": problems.gamma_log}[name]
-                yield Cell(key, {"cost": name, "dim": 3}, make(3))
-        else:
-            raise ValueError(f"unknown problem {key!r}; valid: mohamed_quadratic, mohamed_exp, mohamed_cos, "
-                             f"dimension, bernoulli_toy, categorical_toy, gamma")
+MOHAMED_COSTS = {"mohamed_quadratic": problems.normal_quadratic, "mohamed_exp": problems.normal_exp_square,
+                 "mohamed_cos": problems.normal_cosine}
+
+
+def iter_problems(grid: Problems) -> Iterator[Cell]:
+    """The cells of the problem grid, in the order of ``Problems``' fields."""
+    for key, make in MOHAMED_COSTS.items():
+        sweep = getattr(grid, key)
+        for k in _grid(sweep.k) if sweep is not None else []:
+            yield Cell(key, {"k": k}, make(k=k, dim=1, mu=1.0, sigma=1.0))
+    if grid.dimension is not None:
+        for dim in grid.dimension.dims:
+            yield Cell("dimension", {"dim": dim}, problems.normal_quadratic(k=0.0, dim=dim, mu=1.0, sigma=1.0))
+    if grid.bernoulli_toy is not None:
+        toy = grid.bernoulli_toy
+        for t in toy.t:
+            for dim in toy.dims:
+                yield Cell("bernoulli_toy", {"t": float(t), "dim": dim}, problems.bernoulli_toy(t=float(t), dim=dim, p=toy.p))
+    if grid.categorical_toy is not None:
+        toy = grid.categorical_toy
+        for groups in toy.groups:
+            yield Cell("categorical_toy", {"dim": groups, "classes": toy.classes},
+                       problems.categorical_polynomial(groups=groups, classes=toy.classes, t=toy.t))
+    if grid.gamma is not None:
+        for name in grid.gamma.costs:
+            make = {"square": problems.gamma_square, "log": problems.gamma_log}[name]
+            yield Cell("gamma", {"cost": name, "dim": 3}, make(3))
 
 
 def _on_device(problem: problems.Problem, device: torch.device) -> problems.Problem:
     return dataclasses.replace(problem, params={k: v.to(device) for k, v in problem.params.items()})
 
 
-def measure_cell(est, problem, n_samples, generator, var_cfg) -> VarianceResult:
+def measure_cell(est, problem, n_samples, generator, cfg: Measurement) -> VarianceResult:
     """Accumulate estimates until the total variance's relative SE reaches the target."""
-    chunks, n = [], int(var_cfg["min_estimates"])
+    chunks, n = [], cfg.min_estimates
     total = 0
     while True:
         res = estimators.measure_variance(est, problem.build, problem.leaves(), n_estimates=n,
                                           n_samples=n_samples, generator=generator, vectorize=True,
-                                          chunk_size=int(var_cfg.get("chunk_size", 4096)))
+                                          chunk_size=cfg.chunk_size)
         chunks.append(res.grads)
         total += n
         merged = VarianceResult(grads=torch.cat(chunks), n_samples=n_samples, seconds_per_estimate=math.nan)
-        if not merged.total_variance_rse > var_cfg["target_rse"] or total >= var_cfg["max_estimates"]:
+        if not merged.total_variance_rse > cfg.target_rse or total >= cfg.max_estimates:
             return merged
-        n = min(int(var_cfg["max_estimates"]) - total, 3 * total)
+        n = min(cfg.max_estimates - total, 3 * total)
 
 
 def time_single_calls(est, problem, n_samples, generator, calls: int, device) -> float:
@@ -146,37 +248,37 @@ def warm_up(est, problem, n_samples, generator, calls: int) -> None:
         est(f, dist, n_samples, generator)
 
 
-def run(config: dict, out_dir: Path) -> pd.DataFrame:
-    device = resolve_device(config.get("device", "cpu"))
-    seed = int(config.get("seed", 0))
-    var_cfg = config["variance"]
-    prov = provenance(config)
+SKIPPED_COLUMNS = ["problem", "setting", "estimator_id", "estimator_name", "n_samples", "reason"]
+
+
+def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
+    device = resolve_device(config.device)
+    cfg = config.measurement
+    prov = provenance(to_dict(config))
+    specs = config.specs()
     rows, skipped = [], []
-    cells = list(iter_problems(config["problems"]))
+    cells = list(iter_problems(config.problems))
     log.info("synthetic study: %d problem settings x %d estimators x n_samples %s on %s",
-             len(cells), len(config["estimators"]), config["n_samples"], device)
+             len(cells), len(specs), config.n_samples, device)
     for i, cell in enumerate(cells, 1):
         problem = _on_device(cell.problem, device)
         _, dist = problem.build(*problem.leaves())
         exact = problem.exact_gradient().to("cpu", torch.float64)
-        for est_cfg in config["estimators"]:
-            opts = {k: v for k, v in est_cfg.items() if k != "name"}
-            est = estimators.get(est_cfg["name"], **opts).to(device)
-            ident = {"problem": cell.problem_key, **cell.setting, "estimator": est.describe()}
-            if not est.supports(dist):
-                skipped.append({**ident, "reason": f"{est.name} does not support {estimators.families.family_name(dist)}"})
-                continue
-            for n_samples in config["n_samples"]:
-                if n_samples < est.min_samples:
-                    skipped.append({**ident, "n_samples": n_samples,
-                                    "reason": f"needs n_samples >= {est.min_samples}"})
+        setting = json.dumps(cell.setting, sort_keys=True)
+        for spec in specs:
+            est = spec.build().to(device)
+            for n_samples in config.n_samples:
+                reason = est.why_not(dist, n_samples)
+                if reason is not None:
+                    skipped.append({"problem": cell.problem_key, "setting": setting, "estimator_id": spec.id,
+                                    "estimator_name": spec.name, "n_samples": n_samples, "reason": reason})
                     continue
                 gen = torch.Generator(device=device).manual_seed(
-                    cell_seed(seed, cell.problem_key, cell.setting, est.describe(), n_samples))
-                warm_up(est, problem, n_samples, gen, int(var_cfg.get("warmup_calls", 0)))
+                    cell_seed(config.seed, cell.problem_key, cell.setting, est.describe(), n_samples))
+                warm_up(est, problem, n_samples, gen, cfg.warmup_calls)
                 est.eval()
-                res = measure_cell(est, problem, n_samples, gen, var_cfg)
-                seconds = time_single_calls(est, problem, n_samples, gen, int(var_cfg["timing_calls"]), device)
+                res = measure_cell(est, problem, n_samples, gen, cfg)
+                seconds = time_single_calls(est, problem, n_samples, gen, cfg.timing_calls, device)
                 offset = 0
                 for param, value in problem.params.items():
                     sl = slice(offset, offset + value.numel())
@@ -187,10 +289,9 @@ def run(config: dict, out_dir: Path) -> pd.DataFrame:
                     rows.append({
                         "experiment": "synthetic", "problem": cell.problem_key, "family": problem.family,
                         "k": cell.setting.get("k", math.nan), "dim": cell.setting.get("dim", value.numel()),
-                        "t": cell.setting.get("t", math.nan), "setting": json.dumps(cell.setting, sort_keys=True),
-                        "parameter": param, "estimator": est.name, "estimator_label": est.describe(),
-                        "estimator_options": json.dumps(est.options(), sort_keys=True),
-                        "unbiased": est.unbiased, "seed": seed, "device": str(device),
+                        "t": cell.setting.get("t", math.nan), "setting": setting,
+                        "parameter": param, **spec.columns(),
+                        "unbiased": est.unbiased, "seed": config.seed, "device": str(device),
                         "device_name": device_name(device), "exact_grad_norm": float(exact[sl].norm()),
                         "closed_form_mean_variance": _closed_form(cell, est, param, n_samples),
                         **summary,
@@ -201,35 +302,15 @@ def run(config: dict, out_dir: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(frame, out_dir / "synthetic.csv")
-    write_csv_atomic(pd.DataFrame(skipped, columns=["problem", "estimator", "n_samples", "reason"]
-                                  if not skipped else None), out_dir / "skipped.csv")
+    write_csv_atomic(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), out_dir / "skipped.csv")
     return frame
 
 
-def load_config(path: str | Path) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
-
-
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="gradvar synthetic study (exact gradients)")
-    ap.add_argument("--config", required=True, help="YAML config (see config/synthetic/)")
-    ap.add_argument("--out", required=True, help="output folder for synthetic.csv and skipped.csv")
-    ap.add_argument("--seed", type=int, help="override the config's seed")
-    ap.add_argument("--device", help="override the config's device (cpu, cuda, cuda:N)")
-    ap.add_argument("--estimator", action="append", type=json.loads, metavar="JSON",
-                    help='run these estimators instead of the config\'s, e.g. \'{"name": "reinforce", '
-                         '"baseline": "none"}\' (repeatable)')
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = load_config(args.config)
-    if args.seed is not None:
-        config["seed"] = args.seed
-    if args.device is not None:
-        config["device"] = args.device
-    if args.estimator:
-        config["estimators"] = args.estimator
-    frame = run(config, Path(args.out))
+    ap, args = job_arguments("gradvar synthetic study (exact gradients)",
+                             "run config, YAML or JSON (see RunConfig for every key)",
+                             "output folder for synthetic.csv and skipped.csv", argv)
+    frame = run(checked(ap, load_config, args.config), Path(args.out))
     log.info("wrote %d rows to %s", len(frame), Path(args.out) / "synthetic.csv")
 
 

@@ -14,69 +14,14 @@ Relaxed samples (Gumbel-softmax) enter the decoder as they are, hard samples as 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical, kl_divergence
 
-LATENT_FAMILIES = ("gaussian", "bernoulli", "categorical")
+from .latent import LatentSpec
+
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
-
-# Presets that follow the anchor papers' MNIST models (as we read them):
-# Kingma & Welling 2013: one hidden layer of 500 tanh units, Gaussian latents (20 here), Bernoulli decoder.
-# Jang et al. 2017 (Table 1, binarized MNIST): 784-512-256-latent-256-512-784 ReLU MLPs, 20 x 10 categorical
-# or 200 Bernoulli latents, Adam 1e-3, batch 100, temperature max(0.5, exp(-1e-5 t)).
-PRESETS = {
-    "kingma2013": {"latent": {"family": "gaussian", "dim": 20},
-                   "model": {"hidden": [500], "activation": "tanh"}},
-    "jang2017_bernoulli": {"latent": {"family": "bernoulli", "dim": 200},
-                           "model": {"hidden": [512, 256], "activation": "relu"}},
-    "jang2017_categorical": {"latent": {"family": "categorical", "groups": 20, "classes": 10},
-                             "model": {"hidden": [512, 256], "activation": "relu"}},
-}
-
-
-@dataclass(frozen=True)
-class LatentSpec:
-    family: str
-    dim: int = 0        # gaussian / bernoulli
-    groups: int = 0     # categorical
-    classes: int = 0    # categorical
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "LatentSpec":
-        family = cfg.get("family")
-        if family not in LATENT_FAMILIES:
-            raise ValueError(f"unknown latent family {family!r}; valid: {', '.join(LATENT_FAMILIES)}")
-        if family == "categorical":
-            return cls(family, groups=int(cfg["groups"]), classes=int(cfg["classes"]))
-        return cls(family, dim=int(cfg["dim"]))
-
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        return (self.groups, self.classes) if self.family == "categorical" else (self.dim,)
-
-    @property
-    def flat_dim(self) -> int:
-        return math.prod(self.event_shape)
-
-    @property
-    def n_outputs(self) -> int:
-        """Encoder outputs: loc and log-scale for Gaussian, logits otherwise."""
-        return 2 * self.dim if self.family == "gaussian" else self.flat_dim
-
-    @property
-    def support_size(self) -> float:
-        """Joint support size of a discrete latent (inf for Gaussian)."""
-        if self.family == "gaussian":
-            return math.inf
-        return float(2**self.dim if self.family == "bernoulli" else self.classes**self.groups)
-
-    def label(self) -> str:
-        if self.family == "categorical":
-            return f"categorical({self.groups}x{self.classes})"
-        return f"{self.family}({self.dim})"
 
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -160,12 +105,3 @@ class BaselineNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).squeeze(-1)
-
-
-def example_posterior(latent: LatentSpec) -> Distribution:
-    """A posterior of the family's shape (batch of one), for support checks without a model."""
-    if latent.family == "gaussian":
-        return Independent(Normal(torch.zeros(1, latent.dim), torch.ones(1, latent.dim)), 1)
-    if latent.family == "bernoulli":
-        return Independent(Bernoulli(logits=torch.zeros(1, latent.dim)), 1)
-    return Independent(OneHotCategorical(logits=torch.zeros(1, latent.groups, latent.classes)), 1)

@@ -1,4 +1,4 @@
-r"""Gradient variance protocol for VAEs.
+r"""The encoder-gradient measurement of VAEs: R estimates at a checkpoint, and the reference gradient.
 
 At a checkpoint, with every parameter frozen, on a fixed evaluation minibatch ``x`` (the first
 ``variance.batch_size`` test images, binarized once with a fixed seed), draw R independent estimates of the
@@ -6,18 +6,18 @@ gradient of the minibatch ELBO :math:`\sum_{x \in \text{batch}} \mathcal L(x)` w
 *encoder* parameters (the ones whose gradient needs an estimator; the decoder's gradient is a plain
 Monte Carlo average for every estimator), each from ``n_samples`` fresh samples per data point, and report:
 total variance (trace of the covariance), mean per-parameter variance (and its log10), SNR, seconds per
-estimate, and bias against a reference gradient:
+estimate, and bias against the *reference gradient*:
 
-- ``exact``: enumeration of the latent support when it has at most ``reference.max_support`` points
-  (small Bernoulli or categorical latents); no error.
-- ``mc``: otherwise, the mean of ``reference.n_estimates`` estimates of an unbiased estimator (pathwise for
-  Gaussian latents, REINFORCE with a leave-one-out baseline for discrete ones) with
-  ``reference.n_samples`` samples each, with its standard error (``reference_se_norm``); a bias is only
-  meaningful where ``bias_norm`` clearly exceeds it.
+- ``exact``: enumeration of the latent support when it has at most ``reference_gradient.max_support``
+  points (small Bernoulli or categorical latents); no error.
+- ``mc``: otherwise, the mean of ``reference_gradient.n_estimates`` estimates of an unbiased estimator
+  (pathwise for Gaussian latents, REINFORCE with a leave-one-out baseline for discrete ones) with
+  ``reference_gradient.n_samples`` samples each, with its standard error (``reference_se_norm``); a bias
+  is only meaningful where ``bias_norm`` clearly exceeds it.
 
 Two protocols use it: ``own_run`` (each estimator at the checkpoints of its own training run, see
-``train``) and ``reference_run`` (all applicable estimators at the same checkpoints of one reference run,
-which isolates the estimator from the trajectory; see ``python -m experiments.vae.variance``).
+``train``) and ``shared_checkpoints`` (every applicable estimator at the same checkpoints of one run, which
+isolates the estimator from the trajectory; see ``shared_checkpoints``).
 """
 from __future__ import annotations
 
@@ -28,56 +28,57 @@ import torch
 from torch import Tensor
 
 import estimators
-from estimators.variance import VarianceResult
+from estimators.measure import VarianceResult
 
 from .model import VAE, BaselineNet
+from .run_config import ReferenceGradientSettings
 
 
 @dataclass(frozen=True)
-class Reference:
+class ReferenceGradient:
     gradient: Tensor   # flat, float64, CPU
     se: Tensor         # flat standard error (zeros for exact)
     kind: str          # "exact" or "mc"
 
 
-def _problem(model: VAE, x: Tensor):
-    def problem(*_params):
+def _build(model: VAE, x: Tensor):
+    def build(*_params):
         q = model.posterior(x)
         return model.elbo_integrand(x, q), q
-    return problem
+    return build
 
 
 def encoder_gradient_estimates(model: VAE, x: Tensor, est, *, n_samples: int, n_estimates: int,
-                               generator, reference: Reference | None = None,
+                               generator, reference: ReferenceGradient | None = None,
                                baseline_net: BaselineNet | None = None) -> VarianceResult:
     kwargs = {}
     if baseline_net is not None and est.name == "reinforce":
         with torch.no_grad():
             kwargs["learned_baseline"] = baseline_net(x)
     return estimators.measure_variance(
-        est, _problem(model, x), list(model.encoder.parameters()), n_estimates=n_estimates,
+        est, _build(model, x), list(model.encoder.parameters()), n_estimates=n_estimates,
         n_samples=n_samples, generator=generator,
         reference=None if reference is None else reference.gradient, **kwargs,
     )
 
 
-def reference_gradient(model: VAE, x: Tensor, generator, cfg: dict) -> Reference:
+def reference_gradient(model: VAE, x: Tensor, generator, cfg: ReferenceGradientSettings) -> ReferenceGradient:
     params = list(model.encoder.parameters())
-    if model.latent.support_size <= cfg.get("max_support", 1024):
-        exact = estimators.get("exact", max_support=int(cfg.get("max_support", 1024)))
+    if model.latent.support_size <= cfg.max_support:
+        exact = estimators.get("exact", max_support=cfg.max_support)
         q = model.posterior(x)
         out = exact(model.elbo_integrand(x, q), q)
         grads = torch.autograd.grad(out.surrogate, params)
         flat = torch.cat([g.reshape(-1) for g in grads]).detach().to("cpu", torch.float64)
-        return Reference(flat, torch.zeros_like(flat), "exact")
+        return ReferenceGradient(flat, torch.zeros_like(flat), "exact")
     est = estimators.get("pathwise") if model.latent.family == "gaussian" else \
         estimators.get("reinforce", baseline="leave_one_out")
-    res = encoder_gradient_estimates(model, x, est, n_samples=int(cfg["n_samples"]),
-                                     n_estimates=int(cfg["n_estimates"]), generator=generator)
-    return Reference(res.mean, res.bias_se, "mc")
+    res = encoder_gradient_estimates(model, x, est, n_samples=cfg.n_samples, n_estimates=cfg.n_estimates,
+                                     generator=generator)
+    return ReferenceGradient(res.mean, res.bias_se, "mc")
 
 
-def variance_row(res: VarianceResult, reference: Reference | None) -> dict:
+def variance_row(res: VarianceResult, reference: ReferenceGradient | None) -> dict:
     s = res.summary()
     row = {
         "total_variance": s["total_variance"], "total_variance_se": s["total_variance_se"],

@@ -1,0 +1,31 @@
+"""What the command lines of the studies' jobs share: ``--config`` and ``--out``, logging, one-line errors."""
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Callable, TypeVar
+
+from .typed_config import ConfigError
+
+T = TypeVar("T")
+
+
+def job_arguments(description: str, config_help: str, out_help: str, argv=None,
+                  extend: Callable[[argparse.ArgumentParser], None] | None = None,
+                  config_required: bool = True) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--config", required=config_required, help=config_help)
+    ap.add_argument("--out", required=True, help=out_help)
+    if extend is not None:
+        extend(ap)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return ap, args
+
+
+def checked(ap: argparse.ArgumentParser, load: Callable[..., T], *args) -> T:
+    """``load(*args)``; a config error ends the program with one line (exit code 2), not a traceback."""
+    try:
+        return load(*args)
+    except ConfigError as err:
+        ap.exit(2, f"config error: {err}\n")

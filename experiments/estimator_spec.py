@@ -1,0 +1,89 @@
+"""One estimator entry of a config, parsed once: ``EstimatorSpec.from_config(id, entry, path)``.
+
+An entry is ``{name: REGISTERED_NAME, **options}`` plus two keys of the study's own: ``nvil: true`` (train an
+input-dependent learned baseline with ``reinforce``, VAE only) and ``latents: [...]`` (ask for those latents
+explicitly; an estimator that does not apply to one of them is then an error, not a listed exclusion).
+Every place that reads an entry (the plan, the synthetic study, VAE runs, the shared-checkpoints protocol)
+goes through this class, so an entry is valid everywhere or nowhere.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import estimators
+
+from .typed_config import ConfigError, suggestion
+
+#: Keys of an entry that are not estimator options.
+STUDY_KEYS = ("name", "nvil", "latents")
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """id: the config's name for the entry (``estimator_id``); name: the registered estimator
+    (``estimator_name``); options: its constructor options; nvil, latents: see the module docstring."""
+
+    id: str
+    name: str
+    options: dict = field(default_factory=dict)
+    nvil: bool = False
+    latents: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_config(cls, est_id: str, entry, path: str = "", *, allow_nvil: bool = True,
+                    allow_latents: bool = True) -> "EstimatorSpec":
+        where = path or est_id
+        if isinstance(entry, EstimatorSpec):
+            entry = entry.to_config()
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping like {{name: reinforce, baseline: none}}, got {entry!r}")
+        name = entry.get("name")
+        if name is None:
+            raise ConfigError(f"{where}.name: required key is missing; estimators: {', '.join(estimators.available())}")
+        if name not in estimators.available():
+            raise ConfigError(f"{where}.name: unknown estimator {name!r}{suggestion(name, estimators.available())}; "
+                              f"available: {', '.join(estimators.available())}")
+        klass = estimators.estimator_class(name)
+        valid = klass.option_names()
+        allowed_study_keys = ["name"] + (["nvil"] if allow_nvil else []) + (["latents"] if allow_latents else [])
+        for key in entry:
+            if key in STUDY_KEYS and key not in allowed_study_keys:
+                raise ConfigError(f"{where}.{key}: not valid here ({'a learned baseline needs the VAE study' if key == 'nvil' else 'only the VAE study has latents'})")
+            if key not in STUDY_KEYS and key not in valid:
+                raise ConfigError(f"{where}.{key}: unknown option for estimator {name!r}{suggestion(key, list(valid) + allowed_study_keys)}; "
+                                  f"valid options: {', '.join(valid) if valid else 'none'}")
+        nvil = entry.get("nvil", False)
+        if not isinstance(nvil, bool):
+            raise ConfigError(f"{where}.nvil: expected true or false, got {nvil!r}")
+        if nvil and name != "reinforce":
+            raise ConfigError(f"{where}.nvil: a learned baseline (NVIL) applies to 'reinforce' only, not {name!r}")
+        latents = entry.get("latents")
+        if latents is not None and (not isinstance(latents, list) or not all(isinstance(x, str) for x in latents)):
+            raise ConfigError(f"{where}.latents: expected a list of latent ids, got {latents!r}")
+        spec = cls(est_id, name, {k: v for k, v in entry.items() if k not in STUDY_KEYS}, nvil,
+                   None if latents is None else tuple(latents))
+        try:
+            spec.build()
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{where}: {err}") from None
+        return spec
+
+    def build(self) -> estimators.Estimator:
+        """A new estimator instance (its own state buffers)."""
+        return estimators.get(self.name, **self.options)
+
+    @property
+    def label(self) -> str:
+        """``estimator_label``: the name with the options that matter, ``+nvil`` for a learned baseline."""
+        return self.build().describe() + ("+nvil" if self.nvil else "")
+
+    def to_config(self) -> dict:
+        """The entry form (what ``from_config`` reads back), without ``latents`` (a planning detail)."""
+        return {"name": self.name, **self.options, **({"nvil": True} if self.nvil else {})}
+
+    def columns(self, prefix: str = "estimator") -> dict:
+        """The identification columns every result row carries."""
+        est = self.build()
+        return {f"{prefix}_id": self.id, f"{prefix}_name": self.name, f"{prefix}_label": self.label,
+                f"{prefix}_options": json.dumps(est.options(), sort_keys=True)}

@@ -1,0 +1,140 @@
+"""The typed config of one VAE run, with the only copy of its defaults.
+
+A run's config is resolved from layers, later ones winning: the defaults below, then the named preset
+(``PRESETS``, the anchor papers' models), then the given layers (in the pipeline: the study's
+``vae.settings``, then the cell's dataset, latent, estimator, n_samples, device and seed). ``latent`` and
+``estimator`` are taken whole from the layer that sets them, never merged key by key. An unknown key at any
+depth is refused with its full path (see ``experiments.typed_config``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..estimator_spec import EstimatorSpec
+from ..typed_config import ConfigError, merge, parse, to_dict
+from .latent import LatentSpec
+
+# Presets that follow the anchor papers' MNIST models (as we read them):
+# Kingma & Welling 2013: one hidden layer of 500 tanh units, Gaussian latents (20 here), Bernoulli decoder.
+# Jang et al. 2017 (Table 1, binarized MNIST): 784-512-256-latent-256-512-784 ReLU MLPs, 20 x 10 categorical
+# or 200 Bernoulli latents, Adam 1e-3, batch 100, temperature max(0.5, exp(-1e-5 t)).
+PRESETS: dict[str, dict] = {
+    "kingma2013": {"latent": {"family": "gaussian", "dim": 20},
+                   "model": {"hidden": [500], "activation": "tanh"}},
+    "jang2017_bernoulli": {"latent": {"family": "bernoulli", "dim": 200},
+                           "model": {"hidden": [512, 256], "activation": "relu"}},
+    "jang2017_categorical": {"latent": {"family": "categorical", "groups": 20, "classes": 10},
+                             "model": {"hidden": [512, 256], "activation": "relu"}},
+}
+WHOLE = ("latent", "estimator")
+DATASETS = ("digits", "mnist", "fashion_mnist", "binarized_mnist")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    hidden: list[int] = field(default_factory=lambda: [128])
+    activation: Literal["relu", "tanh", "softplus"] = "relu"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 1000
+    batch_size: int = 100
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    every: int = 250            # 0: never
+    iwae_k: int = 50
+    elbo_samples: int = 1
+    train_subset: int = 1000
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class ReferenceGradientSettings:
+    """The reference gradient bias is measured against: exact enumeration up to ``max_support`` latent
+    configurations, else the mean of ``n_estimates`` unbiased estimates of ``n_samples`` samples each."""
+
+    max_support: int = 1024
+    n_samples: int = 100
+    n_estimates: int = 50
+
+
+@dataclass(frozen=True)
+class VarianceSettings:
+    every: int = 500            # 0: never
+    n_estimates: int = 50
+    batch_size: int = 100
+    reference_gradient: ReferenceGradientSettings = field(default_factory=ReferenceGradientSettings)
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """Testing aid: make the loss NaN at this step, to exercise the divergence path."""
+
+    nan_at_step: int | None = None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a study sets for all its runs (``vae.settings``)."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    variance: VarianceSettings = field(default_factory=VarianceSettings)
+    checkpoint_every: int = 100
+    fault: FaultSettings = field(default_factory=FaultSettings)
+
+
+@dataclass(frozen=True)
+class RunConfig(RunSettings):
+    """One training run: the settings plus what the sweep varies."""
+
+    dataset: Literal["digits", "mnist", "fashion_mnist", "binarized_mnist"] = "digits"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    preset: Literal["kingma2013", "jang2017_bernoulli", "jang2017_categorical"] | None = None
+    latent: LatentSpec = field(default_factory=lambda: LatentSpec("gaussian", dim=8))
+    estimator: dict = field(default_factory=lambda: {"id": "pathwise", "name": "pathwise"})
+    n_samples: int = 1
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+
+    @property
+    def estimator_spec(self) -> EstimatorSpec:
+        entry = dict(self.estimator)
+        return EstimatorSpec.from_config(entry.pop("id", entry.get("name")), entry, "estimator", allow_latents=False)
+
+
+def resolve(*layers: dict | None) -> RunConfig:
+    """The run config from the defaults, the preset named by any layer, then the layers in order."""
+    merged: dict = {}
+    for layer in layers:
+        merged = merge(merged, layer, WHOLE)
+    preset = merged.get("preset")
+    if preset is not None and preset not in PRESETS:
+        parse(RunConfig, {"preset": preset})  # raises the one-line error with the valid presets
+    config = parse(RunConfig, merge(PRESETS.get(preset, {}), merged, WHOLE))
+    config.estimator_spec  # an estimator entry is checked where it is read: here, before the run starts
+    return config
+
+
+def parse_settings(data: dict | None, path: str = "vae.settings") -> RunSettings:
+    """A study's ``vae.settings``, checked at any depth."""
+    return parse(RunSettings, data, path)
+
+
+def as_dict(config: RunConfig) -> dict:
+    return to_dict(config)
+
+
+__all__ = ["ConfigError", "PRESETS", "RunConfig", "RunSettings", "as_dict", "parse_settings", "resolve"]

@@ -1,0 +1,133 @@
+"""Protocol ``shared_checkpoints``: estimators measured at the same checkpoints of one training run.
+
+    python -m experiments.vae.shared_checkpoints --config JOB.json --out TABLE.csv
+
+``JOB.json`` (written by the pipeline, or by hand) names the host run folder, the measured estimator entry
+and its samples per estimate; see ``JobConfig``. Each estimator is measured on the host run's snapshot
+models (``checkpoints/step_N.pt``, written at its variance steps) with the run's evaluation minibatch and
+reference gradient, so differences between estimators are not differences between training trajectories.
+Stateful estimators are put where training would have them: a moving-average baseline is warmed up on the
+evaluation minibatch (``warmup_calls`` train-mode calls, drawn from a generator separate from the
+measurement's), an annealed temperature is set to its value at the checkpoint's step. A learned (NVIL)
+baseline exists only in a run trained with one, so ``nvil`` entries apply only to such hosts.
+
+Whether an estimator applies is decided by ``Estimator.why_not``, as everywhere: combinations that do not
+apply are returned with their reason (the pipeline plans only those that do).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from ..cli import checked, job_arguments
+from ..estimator_spec import EstimatorSpec
+from ..io import write_csv_atomic
+from ..seeds import cell_seed
+from ..typed_config import parse
+from .encoder_gradient import encoder_gradient_estimates, reference_gradient, variance_row
+from .run_config import resolve
+from .train import Run
+
+log = logging.getLogger("gradvar.vae.shared_checkpoints")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One measurement job: ``estimator`` (an entry with its ``id``) at every checkpoint of ``run``."""
+
+    run: str
+    estimator: dict
+    n_samples: list[int] = field(default_factory=lambda: [1])
+    warmup_calls: int = 20
+
+    def validate(self) -> None:
+        if not self.n_samples or min(self.n_samples) < 1:
+            raise ValueError(f"n_samples must be a non-empty list of integers >= 1, got {self.n_samples}")
+
+
+def why_not(spec: EstimatorSpec, run: Run, q, n_samples: int) -> str | None:
+    """Why ``spec`` cannot be measured on this host run with ``n_samples``, or ``None``."""
+    if spec.nvil and run.baseline_net is None:
+        return "a learned (NVIL) baseline exists only in a run trained with one; this host run has none"
+    return spec.build().why_not(q, n_samples)
+
+
+def _prepare(est, run: Run, x, step: int, warmup_calls: int) -> None:
+    if hasattr(est, "step"):
+        est.step.fill_(step)  # the temperature schedule's value at this checkpoint
+    if getattr(est, "baseline", None) == "moving_average":
+        gen = torch.Generator(device=run.device).manual_seed(cell_seed(run.config.seed, "warmup", step))
+        est.train()
+        for _ in range(warmup_calls):
+            q = run.model.posterior(x)
+            est(run.model.elbo_integrand(x, q), q, max(est.min_samples, 1), gen)
+    est.eval()
+
+
+def measure(run_dir: Path, specs: list[EstimatorSpec], n_samples_list: list[int],
+            warmup_calls: int = 20) -> tuple[pd.DataFrame, list[dict]]:
+    """Rows for every (checkpoint, applicable spec, n_samples), and the combinations left out with why."""
+    config = resolve(json.loads((run_dir / "config.json").read_text()))
+    run = Run(config, run_dir)
+    vcfg = config.variance
+    x = run.test_data[: vcfg.batch_size]
+    q0 = run.model.posterior(x)
+    cells, excluded = [], []
+    for spec in specs:
+        for n in n_samples_list:
+            reason = why_not(spec, run, q0, n)
+            if reason is None:
+                cells.append((spec, n))
+            else:
+                excluded.append({"estimator_id": spec.id, "n_samples": n, "reason": reason})
+    rows = []
+    for snapshot in sorted((run_dir / "checkpoints").glob("step_*.pt")):
+        state = torch.load(snapshot, map_location=run.device, weights_only=False)
+        run.model.load_state_dict(state["model"])
+        if run.baseline_net is not None:
+            run.baseline_net.load_state_dict(state["baseline_net"])
+        step = int(state["step"])
+        run.step = step
+        reference = reference_gradient(run.model, x, run._eval_gen("reference"), vcfg.reference_gradient)
+        for spec, n_samples in cells:
+            est = spec.build().to(run.device)
+            _prepare(est, run, x, step, warmup_calls)
+            # The seed's tag keeps the protocol's first name, so that its numbers stay what they were.
+            gen = torch.Generator(device=run.device).manual_seed(
+                cell_seed(config.seed, "reference_run", step, est.describe(), spec.nvil, n_samples))
+            res = encoder_gradient_estimates(run.model, x, est, n_samples=n_samples,
+                                             n_estimates=vcfg.n_estimates, generator=gen, reference=reference,
+                                             baseline_net=run.baseline_net if spec.nvil else None)
+            rows.append({**run.ids, **run.spec.columns("run_estimator"), **spec.columns(), "nvil": spec.nvil,
+                         "step": step, "protocol": "shared_checkpoints", "measured_n_samples": n_samples,
+                         **variance_row(res, reference)})
+        log.info("%s: step %d measured", run_dir, step)
+    return pd.DataFrame(rows), excluded
+
+
+def load_job(path: str) -> tuple[JobConfig, EstimatorSpec]:
+    with open(path) as fh:
+        job = parse(JobConfig, yaml.safe_load(fh))
+    entry = dict(job.estimator)
+    return job, EstimatorSpec.from_config(entry.pop("id", entry.get("name")), entry, "estimator", allow_latents=False)
+
+
+def main(argv=None) -> None:
+    ap, args = job_arguments("Measure an estimator at every checkpoint of one run",
+                             "job config, YAML or JSON (see JobConfig)", "CSV to write", argv)
+    job, spec = checked(ap, load_job, args.config)
+    frame, excluded = measure(Path(job.run), [spec], job.n_samples, job.warmup_calls)
+    if excluded:
+        ap.exit(2, "not applicable: " + "; ".join(f"n_samples={e['n_samples']}: {e['reason']}" for e in excluded) + "\n")
+    write_csv_atomic(frame, args.out)
+    log.info("wrote %d rows to %s", len(frame), args.out)
+
+
+if __name__ == "__main__":
+    main()
