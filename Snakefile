@@ -1,7 +1,7 @@
 # gradvar: Monte Carlo gradient estimator benchmark.
 #   snakemake --cores all                                   # the default, offline study
 #   snakemake --cores all --configfile config/tiny.yaml     # the tests' tiny study
-#   snakemake --report results/report.html                  # HTML report with every figure and table
+#   snakemake --report results/default/report.html          # HTML report with every figure and table
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -18,6 +18,24 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    device=DEVICE_PATTERN,
+    seed=r"\d+",
+    samples=r"\d+",
+    estimator=ID_PATTERN,
+    latent=ID_PATTERN,
+    dataset=DATASET_PATTERN,
+    figure="|".join(FIGURES),
+
+
+localrules:
+    all,
+    job_config,
+
+
+include: "workflow/rules/jobs.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/vae.smk"
 include: "workflow/rules/aggregate.smk"
@@ -25,8 +43,8 @@ include: "workflow/rules/aggregate.smk"
 
 rule all:
     input:
-        claim="results/tables/variance_claim.csv",
-        elbo="results/tables/elbo_table.csv",
-        cost="results/tables/cost_table.csv",
-        figures=expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=["png", "pdf"]),
+        claim=f"{R}/tables/variance_claim.csv",
+        elbo=f"{R}/tables/elbo_table.csv",
+        cost=f"{R}/tables/cost_table.csv",
+        figures=expand(f"{R}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["png", "pdf"]),
     default_target: True

@@ -2,12 +2,12 @@
 
 No I/O here: the pipeline's scripts read the CSVs, call these, and write what they return.
 
-Variance claim. For each setting compared, every estimator's variance is divided by a reference
-estimator's variance *on the same unit* (a seed, or a seed and checkpoint), and the ratio is summarized by
+Variance claim. For each setting compared, every estimator's variance is divided by the *comparator*'s
+variance *on the same unit* (a seed, or a seed and checkpoint), and the ratio is summarized by
 its geometric mean over units with a 95% bootstrap confidence interval. The bootstrap resamples units with
 replacement and, inside each unit, perturbs both log-variances by their own measurement error
 (log-normal with the variance's relative standard error), so a single seed still gets an honest interval.
-The reference is pathwise where it applies, else the unbiased estimator (``exact`` aside) with the lowest
+The comparator is pathwise where it applies, else the unbiased estimator (``exact`` aside) with the lowest
 variance in that setting. Verdict on "two orders of magnitude or more" (ratio >= ``threshold``): ``yes``
 if the whole interval is at or above the threshold, ``no`` if it is entirely below, ``undecided``
 otherwise, and ``missing`` where an expected estimator has no measurement at all (a diverged or failed run).
@@ -22,8 +22,9 @@ import pandas as pd
 
 import estimators
 
-CLAIM_THRESHOLD = 100.0
 N_BOOT = 2000
+#: The identification columns of an estimator in every table.
+ESTIMATOR_COLUMNS = ["estimator_id", "estimator_name", "estimator_label"]
 
 # Jang et al. 2017, Table 1: -ELBO on binarized MNIST (nats), VAE with Bernoulli or categorical latents.
 JANG2017_TABLE1 = {
@@ -48,7 +49,7 @@ def bootstrap_log_ratio(log_ratio: np.ndarray, log_se: np.ndarray, rng: np.rando
     return float(np.exp(log_ratio.mean())), float(np.exp(lo)), float(np.exp(hi))
 
 
-def verdict(ci_low: float, ci_high: float, threshold: float = CLAIM_THRESHOLD) -> str:
+def verdict(ci_low: float, ci_high: float, threshold: float) -> str:
     if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
         return "missing"
     if ci_low >= threshold:
@@ -58,41 +59,43 @@ def verdict(ci_low: float, ci_high: float, threshold: float = CLAIM_THRESHOLD) -
     return "undecided"
 
 
-def choose_reference(group: pd.DataFrame, estimator_col: str, var_col: str) -> str | None:
+def choose_comparator(group: pd.DataFrame, estimator_col: str, var_col: str) -> str | None:
     """Pathwise where present, else the lowest-variance unbiased estimator other than ``exact``."""
-    names = group[estimator_col].unique()
-    pathwise = [n for n in names if str(n).startswith("pathwise")]
+    pathwise = sorted(group.loc[group["estimator_name"] == "pathwise", estimator_col].unique())
     if pathwise:
         return pathwise[0]
-    candidates = group[group["unbiased"].astype(bool) & ~group[estimator_col].astype(str).str.startswith("exact")]
+    candidates = group[group["unbiased"].astype(bool) & (group["estimator_name"] != "exact")]
     candidates = candidates[candidates[var_col] > 0]
     if candidates.empty:
         return None
     return candidates.groupby(estimator_col)[var_col].apply(lambda v: np.log(v).mean()).idxmin()
 
 
-def variance_claim(frame: pd.DataFrame, setting_cols: list[str], unit_cols: list[str], *,
-                   estimator_col: str = "estimator_label", var_col: str = "total_variance",
-                   se_col: str = "total_variance_se", expected: dict | None = None,
-                   threshold: float = CLAIM_THRESHOLD, seed: int = 0) -> pd.DataFrame:
-    """One row per (setting, estimator other than the reference): ratio to the reference, CI, verdict.
+def variance_claim(frame: pd.DataFrame, setting_cols: list[str], unit_cols: list[str], *, threshold: float,
+                   estimator_col: str = "estimator_id", var_col: str = "total_variance",
+                   se_col: str = "total_variance_se", expected: dict | None = None, seed: int = 0) -> pd.DataFrame:
+    """One row per (setting, estimator other than the comparator): ratio to the comparator, CI, verdict.
 
-    ``frame`` needs the setting and unit columns, the estimator column, ``unbiased``, the variance and its
-    standard error. ``expected`` maps a setting tuple to the estimators that should be there; those with
-    no measurement get a ``missing`` row.
+    ``frame`` needs the setting and unit columns, the estimator columns (``estimator_id``,
+    ``estimator_name``, ``estimator_label``), ``unbiased``, the variance and its standard error. ``expected``
+    maps a setting tuple to the estimator ids that should be there; those with no measurement get a
+    ``missing`` row.
     """
+    names = frame.drop_duplicates(estimator_col).set_index(estimator_col)[["estimator_name", "estimator_label"]]
+    describe = lambda est: {"estimator_id": est, **(names.loc[est].to_dict() if est in names.index  # noqa: E731
+                                                    else {"estimator_name": "", "estimator_label": ""})}
     rng = np.random.default_rng(seed)
     rows = []
     for key, group in frame.groupby(setting_cols, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         setting = dict(zip(setting_cols, key))
-        ref = choose_reference(group, estimator_col, var_col)
+        ref = choose_comparator(group, estimator_col, var_col)
         present = set(group[estimator_col])
         if ref is None:
             continue
         ref_rows = group[group[estimator_col] == ref].set_index(unit_cols)
         for est, rows_est in group.groupby(estimator_col):
-            if est == ref or str(est).startswith("exact"):
+            if est == ref or (rows_est["estimator_name"] == "exact").all():
                 continue
             joined = rows_est.set_index(unit_cols).join(ref_rows[[var_col, se_col]], suffixes=("", "_ref"), how="inner")
             joined = joined[(joined[var_col] > 0) & (joined[f"{var_col}_ref"] > 0)]
@@ -101,11 +104,11 @@ def variance_claim(frame: pd.DataFrame, setting_cols: list[str], unit_cols: list
                              + (joined[f"{se_col}_ref"] / joined[f"{var_col}_ref"]) ** 2)
             point, lo, hi = bootstrap_log_ratio(log_ratio.to_numpy(), log_se.to_numpy(), rng)
             units_ref = len(ref_rows)
-            rows.append({**setting, "estimator": est, "reference": ref, "n_units": len(joined),
+            rows.append({**setting, **describe(est), "comparator": ref, "n_units": len(joined),
                          "missing_units": max(0, units_ref - len(joined)), "variance_ratio": point,
                          "ci_low": lo, "ci_high": hi, "verdict": verdict(lo, hi, threshold)})
         for est in sorted(set((expected or {}).get(tuple(key), [])) - present):
-            rows.append({**setting, "estimator": est, "reference": ref, "n_units": 0,
+            rows.append({**setting, **describe(est), "comparator": ref, "n_units": 0,
                          "missing_units": len(group[group[estimator_col] == ref]), "variance_ratio": math.nan,
                          "ci_low": math.nan, "ci_high": math.nan, "verdict": "missing"})
     return pd.DataFrame(rows)
@@ -124,7 +127,7 @@ def describe_setting(row: pd.Series, cols: list[str]) -> str:
     return ", ".join(parts)
 
 
-def synthetic_claim(synth: pd.DataFrame, threshold: float = CLAIM_THRESHOLD) -> pd.DataFrame:
+def synthetic_claim(synth: pd.DataFrame, threshold: float) -> pd.DataFrame:
     cols = ["problem", "setting", "parameter", "n_samples", "device"]
     out = variance_claim(synth, cols, ["seed"], threshold=threshold)
     if out.empty:
@@ -141,21 +144,18 @@ def training_stage(step: pd.Series, final_step: pd.Series) -> pd.Series:
                      index=step.index)
 
 
-def vae_claim(variance: pd.DataFrame, final_steps: pd.Series | None = None, expected: dict | None = None,
-              threshold: float = CLAIM_THRESHOLD) -> pd.DataFrame:
+def vae_claim(variance: pd.DataFrame, *, threshold: float, final_steps: pd.Series | None = None,
+              expected: dict | None = None) -> pd.DataFrame:
     """Variance claim on the VAE encoder gradient, per (protocol, dataset, latent, stage, n_samples, device)."""
     if variance.empty:
         return pd.DataFrame()
     v = variance.copy()
     final = v.groupby(["dataset", "latent"])["step"].transform("max") if final_steps is None else final_steps
     v["stage"] = training_stage(v["step"], final)
-    v["samples"] = v["measured_n_samples"].fillna(v["n_samples"]) if "measured_n_samples" in v else v["n_samples"]
-    v["samples"] = v["samples"].astype(int)
-    names = v["measured_estimator_name"].fillna(v["estimator"]) if "measured_estimator_name" in v else v["estimator"]
-    v["unbiased"] = names.map(lambda name: estimators.estimator_class(name).unbiased)
+    v["samples"] = v["measured_n_samples"].astype(int)
+    v["unbiased"] = v["estimator_name"].map(lambda name: estimators.estimator_class(name).unbiased)
     cols = ["protocol", "dataset", "latent", "stage", "samples", "device"]
-    out = variance_claim(v, cols, ["seed", "step"], estimator_col="measured_estimator", expected=expected,
-                         threshold=threshold)
+    out = variance_claim(v, cols, ["seed", "step"], expected=expected, threshold=threshold)
     if out.empty:
         return out
     out.insert(0, "source", "vae")
@@ -165,15 +165,15 @@ def vae_claim(variance: pd.DataFrame, final_steps: pd.Series | None = None, expe
 
 
 def claim_table(synthetic: pd.DataFrame, vae: pd.DataFrame) -> pd.DataFrame:
-    """The published table: ``setting``, ``estimator``, ``reference``, ratio, CI, verdict, and detail."""
+    """The published table: ``setting``, the estimator, its ``comparator``, ratio, CI, verdict, and detail."""
     frames = [f for f in (synthetic, vae) if f is not None and not f.empty]
     if not frames:
-        return pd.DataFrame(columns=["source", "setting", "estimator", "reference", "variance_ratio", "ci_low",
-                                     "ci_high", "verdict", "n_units", "missing_units"])
+        return pd.DataFrame(columns=["source", "setting", *ESTIMATOR_COLUMNS, "comparator", "variance_ratio",
+                                     "ci_low", "ci_high", "verdict", "n_units", "missing_units"])
     both = pd.concat(frames, ignore_index=True)
     table = both.rename(columns={"setting": "setting_json"}).rename(columns={"setting_label": "setting"})
-    first = ["source", "setting", "estimator", "reference", "variance_ratio", "ci_low", "ci_high", "verdict",
-             "n_units", "missing_units"]
+    first = ["source", "setting", *ESTIMATOR_COLUMNS, "comparator", "variance_ratio", "ci_low", "ci_high",
+             "verdict", "n_units", "missing_units"]
     return table[first + [c for c in table.columns if c not in first]]
 
 
@@ -181,7 +181,7 @@ def verdict_summary(claim: pd.DataFrame) -> pd.DataFrame:
     """How often the claim holds, per source and estimator: counts of each verdict."""
     if claim.empty:
         return pd.DataFrame()
-    counts = claim.groupby(["source", "estimator", "verdict"]).size().unstack("verdict", fill_value=0)
+    counts = claim.groupby(["source", *ESTIMATOR_COLUMNS, "verdict"]).size().unstack("verdict", fill_value=0)
     return counts.reset_index()
 
 
@@ -191,12 +191,12 @@ def elbo_table(metrics: pd.DataFrame) -> pd.DataFrame:
     test = metrics[(metrics["split"] == "test")]
     if test.empty:
         return pd.DataFrame()
-    final = test.loc[test.groupby(["dataset", "latent", "estimator_label", "n_samples", "device", "seed"])["step"].idxmax()]
+    final = test.loc[test.groupby(["dataset", "latent", "estimator_id", "n_samples", "device", "seed"])["step"].idxmax()]
     final = final.assign(neg_elbo=-final["elbo"])
-    grouped = final.groupby(["dataset", "latent_family", "latent", "estimator", "estimator_label", "n_samples", "device"])
+    grouped = final.groupby(["dataset", "latent_family", "latent", *ESTIMATOR_COLUMNS, "n_samples", "device"])
     table = grouped["neg_elbo"].agg(neg_elbo_mean="mean", neg_elbo_sd="std", n_seeds="count").reset_index()
     table["final_step"] = grouped["step"].max().to_numpy()
-    table["jang2017_column"] = table["estimator"].map(JANG_COLUMN)
+    table["jang2017_column"] = table["estimator_name"].map(JANG_COLUMN)
     table["jang2017_neg_elbo"] = [JANG2017_TABLE1.get(f, {}).get(c, math.nan)
                                   for f, c in zip(table["latent_family"], table["jang2017_column"])]
     return table
@@ -206,17 +206,17 @@ def cost_table(metrics: pd.DataFrame, variance: pd.DataFrame, synthetic: pd.Data
     """Seconds per training step and work-normalized variance per estimator and device."""
     frames = []
     if not metrics.empty:
-        last = metrics.sort_values("step").groupby(["dataset", "latent", "estimator_label", "n_samples", "device",
+        last = metrics.sort_values("step").groupby(["dataset", "latent", *ESTIMATOR_COLUMNS, "n_samples", "device",
                                                     "device_name", "seed"]).tail(1)
-        per_step = last.groupby(["dataset", "latent", "estimator_label", "n_samples", "device", "device_name"]) \
+        per_step = last.groupby(["dataset", "latent", *ESTIMATOR_COLUMNS, "n_samples", "device", "device_name"]) \
             ["seconds_per_step"].mean()
         own = variance[variance["protocol"] == "own_run"] if not variance.empty else variance
-        wnv = own.groupby(["dataset", "latent", "estimator_label", "n_samples", "device", "device_name"]) \
+        wnv = own.groupby(["dataset", "latent", *ESTIMATOR_COLUMNS, "n_samples", "device", "device_name"]) \
             [["seconds_per_estimate", "work_normalized_variance", "total_variance"]].mean() if not own.empty else None
         vae = per_step.to_frame().join(wnv) if wnv is not None else per_step.to_frame()
         frames.append(vae.reset_index().assign(source="vae"))
     if not synthetic.empty:
-        s = synthetic.groupby(["problem", "estimator_label", "n_samples", "device", "device_name"]) \
+        s = synthetic.groupby(["problem", *ESTIMATOR_COLUMNS, "n_samples", "device", "device_name"]) \
             [["seconds_per_estimate", "work_normalized_variance", "total_variance"]].median().reset_index()
         frames.append(s.assign(source="synthetic"))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -251,14 +251,14 @@ def device_comparison(synthetic: pd.DataFrame, metrics: pd.DataFrame, variance: 
     """The same cell on two devices: time ratio, and whether the measured variances agree within
     ``z_tol`` combined standard errors (synthetic cells, and VAE encoder-gradient variance at the same
     checkpoints of the same run; VAE training time per step is compared too)."""
-    rows = _agreement_rows(synthetic, ["problem", "setting", "parameter", "estimator_label", "n_samples", "seed"],
+    rows = _agreement_rows(synthetic, ["problem", "setting", "parameter", "estimator_id", "n_samples", "seed"],
                            "seconds_per_estimate", "synthetic", z_tol)
     if variance is not None and not variance.empty:
         own = variance[variance["protocol"] == "own_run"]
-        rows += _agreement_rows(own, ["dataset", "latent", "estimator_label", "n_samples", "seed", "step"],
+        rows += _agreement_rows(own, ["dataset", "latent", "estimator_id", "n_samples", "seed", "step"],
                                 "seconds_per_estimate", "vae_variance", z_tol)
     if not metrics.empty:
-        keys = ["dataset", "latent", "estimator_label", "n_samples", "seed"]
+        keys = ["dataset", "latent", "estimator_id", "n_samples", "seed"]
         last = metrics[metrics.split == "test"].sort_values("step").groupby(keys + ["device"]).tail(1)
         rows += _agreement_rows(last[keys + ["device", "seconds_per_step"]], keys, "seconds_per_step",
                                 "vae_training", z_tol)

@@ -6,29 +6,29 @@ rule aggregate:
         metrics=VAE_METRICS,
         variance=VAE_VARIANCE,
         status=VAE_STATUS,
-        reference=VAE_REFERENCE_TABLES,
+        shared=SHARED_TABLES,
     output:
-        synthetic_all="results/tables/synthetic_all.csv",
-        vae_metrics="results/tables/vae_metrics.csv",
-        vae_variance="results/tables/vae_variance.csv",
-        run_status="results/tables/run_status.csv",
-        excluded="results/tables/excluded_cells.csv",
-        claim=report("results/tables/variance_claim.csv", caption="../report/variance_claim.rst", category="Tables"),
-        claim_md="results/tables/variance_claim.md",
-        claim_tex="results/tables/variance_claim.tex",
-        summary=report("results/tables/verdict_summary.csv", caption="../report/verdict_summary.rst", category="Tables"),
-        elbo=report("results/tables/elbo_table.csv", caption="../report/elbo_table.rst", category="Tables"),
-        elbo_md="results/tables/elbo_table.md",
-        elbo_tex="results/tables/elbo_table.tex",
-        cost=report("results/tables/cost_table.csv", caption="../report/cost_table.rst", category="Tables"),
-        cost_md="results/tables/cost_table.md",
-        cost_tex="results/tables/cost_table.tex",
-        devices="results/tables/device_comparison.csv",
+        synthetic_all=f"{R}/tables/synthetic_all.csv",
+        vae_metrics=f"{R}/tables/vae_metrics.csv",
+        vae_variance=f"{R}/tables/vae_variance.csv",
+        run_status=f"{R}/tables/run_status.csv",
+        excluded=f"{R}/tables/excluded_cells.csv",
+        claim=report(f"{R}/tables/variance_claim.csv", caption="../report/variance_claim.rst", category="Tables"),
+        claim_md=f"{R}/tables/variance_claim.md",
+        claim_tex=f"{R}/tables/variance_claim.tex",
+        summary=report(f"{R}/tables/verdict_summary.csv", caption="../report/verdict_summary.rst", category="Tables"),
+        elbo=report(f"{R}/tables/elbo_table.csv", caption="../report/elbo_table.rst", category="Tables"),
+        elbo_md=f"{R}/tables/elbo_table.md",
+        elbo_tex=f"{R}/tables/elbo_table.tex",
+        cost=report(f"{R}/tables/cost_table.csv", caption="../report/cost_table.rst", category="Tables"),
+        cost_md=f"{R}/tables/cost_table.md",
+        cost_tex=f"{R}/tables/cost_table.tex",
+        devices=f"{R}/tables/device_comparison.csv",
     log:
-        "logs/aggregate.log",
+        f"{LOGS}/aggregate.log",
     params:
-        threshold=config.get("claim_threshold", 100),
-        excluded=EXCLUDED,
+        threshold=config["claim_threshold"],
+        devices=sorted({job.device for job in PLAN.synthetic_jobs + PLAN.vae_runs}),
     conda:
         "../envs/gradvar.yaml"
     script:
@@ -38,18 +38,17 @@ rule aggregate:
 rule figure:
     """One figure of the study, as PNG (in the report) and PDF."""
     input:
-        synthetic_all="results/tables/synthetic_all.csv",
-        vae_metrics="results/tables/vae_metrics.csv",
-        vae_variance="results/tables/vae_variance.csv",
-        cost="results/tables/cost_table.csv",
+        **{table: f"{R}/tables/{table}.csv" for table in FIGURE_TABLES},
     output:
-        png=report("results/figures/{figure}.png", caption="../report/figures.rst", category="Figures",
+        png=report(f"{R}/figures/{{figure}}.png", caption="../report/figure.rst", category="Figures",
                    subcategory="{figure}"),
-        pdf="results/figures/{figure}.pdf",
+        pdf=f"{R}/figures/{{figure}}.pdf",
     log:
-        "logs/figures/{figure}.log",
+        f"{LOGS}/figures/{{figure}}.log",
     params:
         figure=lambda wildcards: wildcards.figure,
+        caption=figure_caption,
+        threshold=config["claim_threshold"],
     conda:
         "../envs/gradvar.yaml"
     script:

@@ -7,6 +7,7 @@ import pandas as pd
 
 from experiments import aggregate as agg
 from experiments.io import atomic_write_text, write_csv_atomic
+from experiments.plan import EXCLUSION_COLUMNS, make_plan
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
@@ -36,8 +37,8 @@ synth = read_all(sm.input.synthetic)
 skipped = read_all(sm.input.skipped)
 metrics = read_all(sm.input.metrics)
 own = read_all(sm.input.variance)
-reference = read_all(sm.input.reference)
-variance = pd.concat([f for f in (own, reference) if not f.empty], ignore_index=True) if len(own) + len(reference) else pd.DataFrame()
+shared = read_all(sm.input.shared)
+variance = pd.concat([f for f in (own, shared) if not f.empty], ignore_index=True) if len(own) + len(shared) else pd.DataFrame()
 
 status_rows = []
 for path in sm.input.status:
@@ -45,11 +46,12 @@ for path in sm.input.status:
     status_rows.append({"run": str(Path(path).parent), **status})
 run_status = pd.DataFrame(status_rows, columns=["run", "status", "step", "message"])
 
-excluded = pd.DataFrame(sm.params.excluded, columns=["experiment", "latent", "estimator", "reason"])
+# What the plan left out, then what each synthetic job found inapplicable (per problem setting).
+plan = make_plan(sm.config, list(sm.params.devices))
+excluded = pd.DataFrame([vars(e) for e in plan.excluded], columns=EXCLUSION_COLUMNS)
 if not skipped.empty:
-    syn_skipped = skipped.assign(experiment="synthetic").rename(columns={"problem": "latent"})
-    excluded = pd.concat([excluded, syn_skipped[["experiment", "latent", "estimator", "reason"]].drop_duplicates()],
-                         ignore_index=True)
+    syn = skipped.assign(experiment="synthetic", setting=skipped["problem"] + " " + skipped["setting"])
+    excluded = pd.concat([excluded, syn[EXCLUSION_COLUMNS].drop_duplicates()], ignore_index=True)
 
 threshold = float(sm.params.threshold)
 claim = agg.claim_table(agg.synthetic_claim(synth, threshold) if not synth.empty else pd.DataFrame(),

@@ -1,9 +1,9 @@
-"""Snakemake script: draw one figure with experiments.plots and save it as PNG and PDF."""
+"""Snakemake script: draw one figure of experiments.plots.FIGURES and save it as PNG and PDF."""
 import logging
 
 import pandas as pd
 
-from experiments import plots
+from experiments.plots import FIGURE_TABLES, FIGURES
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
@@ -16,19 +16,8 @@ def read(path):
         return pd.DataFrame()
 
 
-synth, metrics = read(sm.input.synthetic_all), read(sm.input.vae_metrics)
-variance, cost = read(sm.input.vae_variance), read(sm.input.cost)
-draw = {
-    "variance_vs_k": lambda: plots.mohamed_variance(synth),
-    "ratio_vs_dimension": lambda: plots.dimension_ratio(synth),
-    "vae_variance_over_training": lambda: plots.vae_variance_over_training(variance),
-    "elbo_curves": lambda: plots.elbo_curves(metrics),
-    "work_normalized_variance": lambda: plots.work_normalized_variance(cost),
-    "device_timings": lambda: plots.device_timings(cost),
-}
-if sm.params.figure not in draw:
-    raise ValueError(f"unknown figure {sm.params.figure!r}; valid: {', '.join(draw)}")
-fig = draw[sm.params.figure]()
+tables = {name: read(sm.input[name]) for name in FIGURE_TABLES}
+fig = FIGURES[sm.params.figure].draw(tables, float(sm.params.threshold))
 fig.savefig(sm.output.png, dpi=150, bbox_inches="tight")
 fig.savefig(sm.output.pdf, bbox_inches="tight")
 logging.info("wrote %s", sm.output.png)

@@ -1,0 +1,248 @@
+"""The plan of a study: every job, its resolved config and output folder, and what is left out and why.
+
+``make_plan(config, devices)`` is a pure function of the study config (already checked against
+``workflow/schemas/config.schema.yaml``): it parses every estimator entry once (``EstimatorSpec``), resolves
+every job's typed config (so a typo at any depth fails here, before any job starts), and decides which
+estimator applies where with the one function that decides it, ``Estimator.why_not``. The Snakefile
+only turns the plan into rules; the aggregation reads the same plan.
+
+Vocabulary (the README defines it once):
+
+- a *cell* is one combination the sweep measures: (problem setting or latent, estimator, n_samples, device,
+  seed); a *unit* is what the statistics replicate over (a seed); a *setting* is what a comparison holds
+  fixed (a problem and its parameters, or a VAE latent, stage and n_samples).
+- ``estimator_id`` is a config entry's name, ``estimator_name`` the registered estimator it builds,
+  ``estimator_label`` the name with its options.
+- the *reference gradient* is the (exact or high-sample) gradient bias is measured against; the
+  *comparator* is the estimator a variance ratio divides by; ``shared_checkpoints`` is the protocol that
+  measures every estimator at the checkpoints of one host run per latent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .estimator_spec import EstimatorSpec
+from .synthetic import parse_settings as parse_synthetic_settings
+from .typed_config import ConfigError, parse, to_dict
+from .vae import run_config
+from .vae.latent import LatentSpec
+
+
+@dataclass(frozen=True)
+class SyntheticJob:
+    estimator_id: str
+    device: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"synthetic/{self.device}/seed{self.seed}/{self.estimator_id}"
+
+
+@dataclass(frozen=True)
+class VAERun:
+    dataset: str
+    latent_id: str
+    estimator_id: str
+    n_samples: int
+    device: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return (f"vae/runs/{self.dataset}/{self.latent_id}/{self.estimator_id}/s{self.n_samples}/"
+                f"{self.device}/seed{self.seed}")
+
+
+@dataclass(frozen=True)
+class SharedCheckpointsJob:
+    host: VAERun
+    estimator_id: str
+    n_samples: tuple[int, ...]
+
+    @property
+    def path(self) -> str:
+        h = self.host
+        return f"vae/shared_checkpoints/{h.dataset}/{h.latent_id}/{h.device}/seed{h.seed}/{self.estimator_id}"
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A combination the study does not run, and why (one row of ``excluded_cells.csv``)."""
+
+    experiment: str
+    setting: str
+    estimator_id: str
+    n_samples: int | None
+    reason: str
+
+
+EXCLUSION_COLUMNS = ["experiment", "setting", "estimator_id", "n_samples", "reason"]
+
+
+@dataclass
+class Plan:
+    study: str
+    results: str                                    # results/<study>: every output of the study is below it
+    synthetic_jobs: list[SyntheticJob] = field(default_factory=list)
+    vae_runs: list[VAERun] = field(default_factory=list)
+    shared_jobs: list[SharedCheckpointsJob] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
+    job_configs: dict[str, dict] = field(default_factory=dict)   # job path -> the config its job reads
+
+    def job_config(self, path: str) -> dict:
+        if path not in self.job_configs:
+            raise KeyError(f"no job of study {self.study!r} has the folder {path!r}")
+        return self.job_configs[path]
+
+    def outputs(self, jobs, *names: str) -> list[str]:
+        return [f"{self.results}/{job.path}/{name}" for job in jobs for name in names]
+
+    def host_of(self, dataset: str, latent_id: str, device: str, seed: int) -> VAERun:
+        for job in self.shared_jobs:
+            h = job.host
+            if (h.dataset, h.latent_id, h.device, h.seed) == (dataset, latent_id, device, int(seed)):
+                return h
+        raise KeyError(f"no shared-checkpoints host run for {dataset}/{latent_id}/{device}/seed{seed}")
+
+
+def _latents(entries: dict) -> dict[str, tuple[LatentSpec, str | None]]:
+    out = {}
+    for latent_id, entry in entries.items():
+        entry = dict(entry)
+        preset = entry.pop("preset", None)
+        out[latent_id] = (parse(LatentSpec, entry, f"vae.latents.{latent_id}"), preset)
+        if preset is not None:
+            expected = run_config.PRESETS[preset]["latent"]
+            if to_dict(out[latent_id][0]) != to_dict(parse(LatentSpec, expected)):
+                raise ConfigError(f"vae.latents.{latent_id}: preset {preset!r} is for the latent {expected}, "
+                                  f"not {entry}")
+    return out
+
+
+def _entries(config: dict, study: str) -> tuple[dict, dict[str, str]]:
+    """The study's estimator entries: the shared top-level ``estimators`` and the study's own, with the
+    config path of each (an id defined in both places is refused)."""
+    shared, own = config.get("estimators") or {}, config[study]["estimators"]
+    both = sorted(set(shared) & set(own))
+    if both:
+        raise ConfigError(f"{study}.estimators.{both[0]}: also defined under the shared estimators; use another id")
+    paths = {**{i: f"estimators.{i}" for i in shared}, **{i: f"{study}.estimators.{i}" for i in own}}
+    return {**shared, **own}, paths
+
+
+def plan_synthetic(config: dict, devices: list[str], plan: Plan) -> None:
+    syn = config["synthetic"]
+    settings = parse_synthetic_settings(syn.get("settings"))
+    entries, paths = _entries(config, "synthetic")
+    specs = {i: EstimatorSpec.from_config(i, e, paths[i], allow_nvil=False, allow_latents=False)
+             for i, e in entries.items()}
+    # Which estimator applies to which problem is decided in the job, by the same function as everywhere
+    # (Estimator.why_not), and listed in its skipped.csv: a problem's instance-level limits show only there.
+    for spec in specs.values():
+        for device in devices:
+            for seed in config["seeds"]:
+                job = SyntheticJob(spec.id, device, int(seed))
+                plan.synthetic_jobs.append(job)
+                plan.job_configs[job.path] = {**to_dict(settings), "seed": int(seed), "device": device,
+                                              "estimators": {spec.id: spec.to_config()}}
+
+
+def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
+    vae = config["vae"]
+    # Checked here with its path; merged raw (only what the study sets) over each latent's preset, so that
+    # a default never hides a preset's value.
+    settings = vae.get("settings") or {}
+    run_config.parse_settings(settings)
+    latents = _latents(vae["latents"])
+    entries, paths = _entries(config, "vae")
+    specs = {i: EstimatorSpec.from_config(i, e, paths[i]) for i, e in entries.items()}
+    for spec in specs.values():
+        unknown = sorted(set(spec.latents or ()) - set(latents))
+        if unknown:
+            raise ConfigError(f"vae.estimators.{spec.id}.latents: unknown latent(s) {unknown}; defined: "
+                              f"{', '.join(latents)}")
+    runnable: dict[tuple[str, str], list[int]] = {}     # (latent, estimator) -> training n_samples
+    applicable: set[tuple[str, str]] = set()            # (latent, estimator) whose family it applies to
+    for latent_id, (latent, _) in latents.items():
+        for spec in specs.values():
+            if spec.latents is not None and latent_id not in spec.latents:
+                continue
+            est = spec.build()
+            reason = est.why_not(latent.family_class)
+            if reason is not None:
+                if spec.latents is not None:
+                    raise ConfigError(f"vae.estimators.{spec.id}.latents: asks for latent {latent_id!r} "
+                                      f"({latent.label()}), but {spec.name} does not apply: {reason}")
+                plan.excluded.append(Exclusion("vae", latent_id, spec.id, None, reason))
+                continue
+            applicable.add((latent_id, spec.id))
+            for n in vae["n_samples"]:
+                reason = est.why_not(latent.family_class, n)
+                if reason is None:
+                    runnable.setdefault((latent_id, spec.id), []).append(n)
+                else:
+                    plan.excluded.append(Exclusion("vae", latent_id, spec.id, n, reason))
+    shared = vae["shared_checkpoints"]
+    host_samples = vae["n_samples"][0]
+    for latent_id in latents:
+        host_id = shared["trained_with"].get(latent_id)
+        if host_id is None or host_samples not in runnable.get((latent_id, host_id), []):
+            candidates = [e for (lat, e), ns in runnable.items() if lat == latent_id and host_samples in ns]
+            raise ConfigError(f"vae.shared_checkpoints.trained_with.{latent_id}: must name an estimator id that "
+                              f"runs on that latent with n_samples={host_samples} (the first of vae.n_samples); "
+                              f"got {host_id!r}; candidates: {', '.join(candidates)}")
+    for dataset in vae["datasets"]:
+        for (latent_id, est_id), sample_list in runnable.items():
+            latent, preset = latents[latent_id]
+            for n in sample_list:
+                for device in devices:
+                    for seed in config["seeds"]:
+                        run = VAERun(dataset, latent_id, est_id, n, device, int(seed))
+                        cell = {"dataset": dataset, "data_dir": vae.get("data_dir"), "latent": to_dict(latent),
+                                "estimator": {"id": est_id, **specs[est_id].to_config()}, "n_samples": n,
+                                "device": device, "seed": int(seed)}
+                        resolved = run_config.resolve({"preset": preset} if preset else {}, settings, cell)
+                        plan.vae_runs.append(run)
+                        plan.job_configs[run.path] = run_config.as_dict(resolved)
+    _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan)
+
+
+def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan):
+    """Every estimator that applies to a latent's family, at the protocol's own n_samples (not training's)."""
+    for latent_id, (latent, _) in latents.items():
+        host_spec = specs[shared["trained_with"][latent_id]]
+        for est_id, spec in specs.items():
+            if (latent_id, est_id) not in applicable:
+                continue  # listed already, with the reason
+            if spec.nvil and not host_spec.nvil:
+                plan.excluded.append(Exclusion(
+                    "vae_shared_checkpoints", latent_id, est_id, None,
+                    f"a learned (NVIL) baseline exists only in a run trained with one; the host run "
+                    f"({host_spec.id}) has none"))
+                continue
+            est = spec.build()
+            ok = []
+            for n in shared["n_samples"]:
+                reason = est.why_not(latent.family_class, n)
+                if reason is None:
+                    ok.append(n)
+                else:
+                    plan.excluded.append(Exclusion("vae_shared_checkpoints", latent_id, est_id, n, reason))
+            for dataset in config["vae"]["datasets"] if ok else []:
+                for device in devices:
+                    for seed in config["seeds"]:
+                        host = VAERun(dataset, latent_id, host_spec.id, host_samples, device, int(seed))
+                        job = SharedCheckpointsJob(host, est_id, tuple(ok))
+                        plan.shared_jobs.append(job)
+                        plan.job_configs[job.path] = {
+                            "run": f"{plan.results}/{host.path}", "estimator": {"id": est_id, **spec.to_config()},
+                            "n_samples": list(ok), "warmup_calls": int(shared["warmup_calls"])}
+
+
+def make_plan(config: dict, devices: list[str]) -> Plan:
+    """Every job of the study on ``devices`` (those this machine or cluster has, chosen by the caller)."""
+    plan = Plan(study=config["study"], results=f"results/{config['study']}")
+    plan_synthetic(config, devices, plan)
+    plan_vae(config, devices, plan)
+    return plan
