@@ -85,7 +85,7 @@ def _kill_when_running(comment: str, proc: subprocess.Popen, limit: float = 300)
 
 
 def _tables(workdir: Path, name: str) -> pd.DataFrame:
-    return pd.read_csv(workdir / "results" / "tables" / f"{name}.csv").drop(columns=TIMING, errors="ignore")
+    return pd.read_csv(workdir / "results" / "tiny" / "tables" / f"{name}.csv").drop(columns=TIMING, errors="ignore")
 
 
 def test_tiny_study_on_slurm_matches_local(cluster, tmp_path):
@@ -96,12 +96,12 @@ def test_tiny_study_on_slurm_matches_local(cluster, tmp_path):
     assert first.returncode != 0, log1[-3000:]
     assert re.search(rf"SLURM-job '{killed_job}' failed", log1), log1[-3000:]
 
-    runs = slurm_dir / "results" / "vae" / "runs" / "digits"
+    runs = slurm_dir / "results" / "tiny" / "vae" / "runs" / "digits"
     killed_run = runs / "gaussian" / "reinforce_loo" / "s2" / "cpu" / "seed0"
     assert not (killed_run / "status.json").exists()
     for other in ("gaussian/pathwise", "categorical/gumbel", "categorical/reinforce_loo"):
         assert (runs / other / "s2" / "cpu" / "seed0" / "status.json").exists(), f"{other} was lost"
-    assert len(list((slurm_dir / "results" / "synthetic" / "cpu" / "seed0").glob("*/synthetic.csv"))) == 4
+    assert len(list((slurm_dir / "results" / "tiny" / "synthetic" / "cpu" / "seed0").glob("*/synthetic.csv"))) == 4
 
     plan = subprocess.run([*SNAKEMAKE, "--workflow-profile", str(PROFILE), "--configfile", "config/tiny.yaml", "-n"],
                           cwd=slurm_dir, capture_output=True, text=True)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic")
-    subprocess.run([sys.executable, "-m", "experiments.synthetic", "--config", str(ROOT / "config/synthetic/tiny.yaml"),
+    subprocess.run([sys.executable, "-m", "experiments.synthetic", "--config", str(ROOT / "config/synthetic/example.yaml"),
                     "--out", str(out)], check=True, cwd=ROOT, capture_output=True)
     return pd.read_csv(out / "synthetic.csv"), pd.read_csv(out / "skipped.csv")
 
@@ -35,15 +35,16 @@ def test_columns_are_documented(tiny_run):
 def test_rows_cover_supported_cells_and_skip_the_rest(tiny_run):
     frame, skipped = tiny_run
     assert set(frame.problem) == {"mohamed_cos", "dimension", "bernoulli_toy"}
-    assert not ((frame.family == "Normal") & (frame.estimator == "straight_through")).any()
-    assert skipped.reason.str.contains("does not support").any()
-    assert skipped.reason.str.contains("needs n_samples >= 2").any()
+    assert not ((frame.family == "Normal") & (frame.estimator_name == "straight_through")).any()
+    assert skipped.reason.str.contains("is not one of its families").any()
+    assert skipped.reason.str.contains("n_samples=1 is below its minimum 2").any()
+    assert set(skipped.columns) == set(synthetic.SKIPPED_COLUMNS)
     assert frame.total_variance.ge(0).all() and np.isfinite(frame.seconds_per_estimate).all()
 
 
 def test_exact_has_no_variance_and_no_bias(tiny_run):
     frame, _ = tiny_run
-    exact = frame[frame.estimator == "exact"]
+    exact = frame[frame.estimator_name == "exact"]
     assert len(exact) and (exact.total_variance == 0).all() and (exact.bias_norm < 1e-12).all()
 
 
@@ -54,5 +55,16 @@ def test_cells_are_seeded_independently():
 
 
 def test_unknown_problem_is_refused():
-    with pytest.raises(ValueError, match="unknown problem 'nope'; valid: mohamed_quadratic"):
-        list(synthetic.iter_problems({"nope": {}}))
+    with pytest.raises(ValueError, match=r"synthetic.settings.problems.nope: unknown key; valid keys: bernoulli_toy"):
+        synthetic.parse_settings({"problems": {"nope": {}}})
+
+
+def test_a_config_error_is_one_line_from_the_command_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 0\nmeasurement: {min_estimate: 10}\n")
+    res = subprocess.run([sys.executable, "-m", "experiments.synthetic", "--config", str(bad), "--out", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("config error: measurement.min_estimate: unknown key (did you mean 'min_estimates'?); "
+                                  "valid keys: chunk_size, max_estimates, min_estimates, target_rse, timing_calls, "
+                                  "warmup_calls")

@@ -16,8 +16,11 @@ import torch
 import estimators
 from experiments.devices import DeviceUnavailableError, resolve_device
 from experiments.vae import train as vae_train
-from experiments.vae.gradient_variance import encoder_gradient_estimates, reference_gradient
-from experiments.vae.model import VAE, LatentSpec
+from experiments.typed_config import ConfigError, parse
+from experiments.vae.encoder_gradient import encoder_gradient_estimates, reference_gradient
+from experiments.vae.latent import LatentSpec
+from experiments.vae.model import VAE
+from experiments.vae.run_config import ReferenceGradientSettings, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ["seconds_per_step", "seconds_per_estimate", "work_normalized_variance"]
@@ -73,7 +76,7 @@ def test_nan_stops_cleanly_with_status(tmp_path):
 
 
 def test_finished_run_is_not_repeated(tmp_path, caplog):
-    config = vae_train.resolve_config({"train": {"steps": 5}, "eval": {"every": 5}, "variance": {"every": 0}})
+    config = resolve({"train": {"steps": 5}, "eval": {"every": 5}, "variance": {"every": 0}})
     assert vae_train.train(config, tmp_path) == "completed"
     before = (tmp_path / "metrics.csv").stat().st_mtime_ns
     assert vae_train.train(config, tmp_path) == "completed"
@@ -81,12 +84,28 @@ def test_finished_run_is_not_repeated(tmp_path, caplog):
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['epochs'\]"):
-        vae_train.resolve_config({"epochs": 3})
-    with pytest.raises(ValueError, match="unknown preset 'vae'; valid: kingma2013"):
-        vae_train.resolve_config({"preset": "vae"})
-    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
-        vae_train.resolve_config({"dataset": "cifar"})
+    with pytest.raises(ConfigError, match=r"^epochs: unknown key; valid keys: cache_dir, checkpoint_every"):
+        resolve({"epochs": 3})
+    with pytest.raises(ConfigError, match="^preset: 'vae' is not valid; valid: kingma2013"):
+        resolve({"preset": "vae"})
+    with pytest.raises(ConfigError, match="^dataset: 'cifar' is not valid; valid: digits"):
+        resolve({"dataset": "cifar"})
+    with pytest.raises(ConfigError, match=r"^train.stesp: unknown key \(did you mean 'steps'\?\)"):
+        resolve({"train": {"stesp": 3}})
+    with pytest.raises(ConfigError, match=r"^estimator.tau: unknown option for estimator 'gumbel_softmax'"):
+        resolve({"estimator": {"name": "gumbel_softmax", "tau": 1}})
+
+
+def test_changed_config_sets_stale_checkpoints_aside_and_completes(tmp_path):
+    """A setting changed after a run: the old checkpoints are kept aside, the run starts afresh and completes."""
+    base = {"model": {"hidden": [8]}, "train": {"steps": 6}, "eval": {"every": 3}, "variance": {"every": 0},
+            "checkpoint_every": 2}
+    assert vae_train.train(resolve(base), tmp_path) == "completed"
+    changed = resolve(base, {"train": {"steps": 8}})
+    assert vae_train.train(changed, tmp_path) == "completed"
+    assert json.loads((tmp_path / "status.json").read_text()) == {"status": "completed", "step": 8}
+    assert sorted(pd.read_csv(tmp_path / "metrics.csv").step.unique()) == [0, 3, 6, 8]
+    assert list(tmp_path.glob("checkpoints.stale-*/resume.pt"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's refusal")
@@ -100,7 +119,7 @@ def test_cuda_absent_is_an_error_not_a_cpu_run(tmp_path):
 
 def _small_model(family_cfg, seed=0):
     torch.manual_seed(seed)
-    latent = LatentSpec.from_config(family_cfg)
+    latent = parse(LatentSpec, family_cfg)
     model = VAE(16, latent, [12], "tanh").double()
     x = torch.bernoulli(torch.full((5, 16), 0.4, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
     return model, x
@@ -113,7 +132,7 @@ def test_variance_protocol_against_exact_enumeration(family):
     itself has zero variance and zero bias."""
     model, x = _small_model(family)
     gen = torch.Generator().manual_seed(0)
-    ref = reference_gradient(model, x, gen, {"max_support": 64})
+    ref = reference_gradient(model, x, gen, ReferenceGradientSettings(max_support=64))
     assert ref.kind == "exact" and float(ref.se.abs().max()) == 0
     res = encoder_gradient_estimates(model, x, estimators.get("reinforce", baseline="leave_one_out"), n_samples=4,
                                      n_estimates=3000, generator=gen, reference=ref)
@@ -130,7 +149,7 @@ def test_variance_protocol_against_exact_enumeration(family):
 def test_mc_reference_for_gaussian_latents():
     model, x = _small_model({"family": "gaussian", "dim": 3})
     gen = torch.Generator().manual_seed(0)
-    ref = reference_gradient(model, x, gen, {"max_support": 64, "n_samples": 50, "n_estimates": 40})
+    ref = reference_gradient(model, x, gen, ReferenceGradientSettings(max_support=64, n_samples=50, n_estimates=40))
     assert ref.kind == "mc" and float(ref.se.norm()) > 0
     res = encoder_gradient_estimates(model, x, estimators.get("reinforce", baseline="leave_one_out"), n_samples=8,
                                      n_estimates=2000, generator=gen, reference=ref)
@@ -138,21 +157,27 @@ def test_mc_reference_for_gaussian_latents():
     assert float((res.bias.abs() / se.clamp_min(1e-12)).max()) < 5.5
 
 
-def test_reference_run_protocol_measures_every_applicable_estimator(tmp_path):
+def test_shared_checkpoints_protocol_measures_every_applicable_estimator(tmp_path):
     run = tmp_path / "run"
-    config = vae_train.resolve_config({"latent": {"family": "bernoulli", "dim": 4}, "model": {"hidden": [16]},
-                                       "estimator": {"name": "straight_through"},
-                                       "train": {"steps": 20}, "eval": {"every": 20},
-                                       "variance": {"every": 10, "n_estimates": 5}})
+    config = resolve({"latent": {"family": "bernoulli", "dim": 4}, "model": {"hidden": [16]},
+                      "estimator": {"name": "straight_through"}, "train": {"steps": 20}, "eval": {"every": 20},
+                      "variance": {"every": 10, "n_estimates": 5}})
     assert vae_train.train(config, run) == "completed"
-    from experiments.vae.variance import measure_reference_run
+    from experiments.estimator_spec import EstimatorSpec
+    from experiments.vae.shared_checkpoints import measure
 
-    frame = measure_reference_run(run, [{"name": "pathwise"}, {"name": "reinforce", "baseline": "leave_one_out"},
-                                        {"name": "reinforce", "nvil": True}, {"name": "exact"}], [1, 2])
+    specs = [EstimatorSpec.from_config(i, e) for i, e in [
+        ("pathwise", {"name": "pathwise"}), ("loo", {"name": "reinforce", "baseline": "leave_one_out"}),
+        ("nvil", {"name": "reinforce", "nvil": True}), ("exact", {"name": "exact"})]]
+    frame, excluded = measure(run, specs, [1, 2])
     assert sorted(frame.step.unique()) == [0, 10, 20]
-    labels = set(frame.measured_estimator)
-    assert labels == {"reinforce(baseline='leave_one_out')", "exact(max_support=65536)"}  # pathwise and nvil inapplicable
-    loo = frame[frame.measured_estimator_name == "reinforce"]
+    assert set(frame.estimator_id) == {"loo", "exact"}
+    assert set(frame.run_estimator_name) == {"straight_through"} and set(frame.protocol) == {"shared_checkpoints"}
+    reasons = {(e["estimator_id"], e["n_samples"]): e["reason"] for e in excluded}
+    assert reasons[("pathwise", 1)].startswith("Independent(Bernoulli) has no reparameterized sampler")
+    assert reasons[("loo", 1)] == "n_samples=1 is below its minimum 2"
+    assert "exists only in a run trained with one" in reasons[("nvil", 2)]
+    loo = frame[frame.estimator_name == "reinforce"]
     assert set(loo.measured_n_samples) == {2}  # leave-one-out needs two samples
-    assert (frame[frame.measured_estimator_name == "exact"].total_variance < 1e-12).all()
+    assert (frame[frame.estimator_name == "exact"].total_variance < 1e-12).all()
     assert (frame.reference_kind == "exact").all()
