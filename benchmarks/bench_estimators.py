@@ -71,7 +71,7 @@ def plain_versions(device, gen, parts):
             fz = f_cont(z)
             if kind == "leave_one_out":
                 b = (fz.sum(0, keepdim=True) - fz) / (N_SAMPLES - 1)
-            elif kind == "optimal":  # analytic scores of N(loc, scale) in (loc, scale)
+            elif kind == "weighted_leave_one_out":  # analytic scores of N(loc, scale) in (loc, scale)
                 eps = (z - loc.detach()) / scale.detach()
                 w = (eps.pow(2) / scale.detach().pow(2) + (eps.pow(2) - 1).pow(2) / scale.detach().pow(2)).sum(-1)
                 b = ((fz * w).sum(0, keepdim=True) - fz * w) / (w.sum(0, keepdim=True) - w)
@@ -100,7 +100,7 @@ def plain_versions(device, gen, parts):
 
     return {
         "pathwise": pathwise, "reinforce(none)": reinforce("none"),
-        "reinforce(leave_one_out)": reinforce("leave_one_out"), "reinforce(optimal)": reinforce("optimal"),
+        "reinforce(leave_one_out)": reinforce("leave_one_out"), "reinforce(weighted_leave_one_out)": reinforce("weighted_leave_one_out"),
         "straight_through": straight_through, "gumbel_softmax": gumbel(False), "st_gumbel_softmax": gumbel(True),
         "exact": exact,
     }
@@ -120,7 +120,7 @@ def library_versions(device, gen, parts):
         "pathwise": run("pathwise", normal, f_cont, cont),
         "reinforce(none)": run("reinforce", normal, f_cont, cont),
         "reinforce(leave_one_out)": run("reinforce", normal, f_cont, cont, baseline="leave_one_out"),
-        "reinforce(optimal)": run("reinforce", normal, f_cont, cont, baseline="optimal"),
+        "reinforce(weighted_leave_one_out)": run("reinforce", normal, f_cont, cont, baseline="weighted_leave_one_out"),
         "straight_through": run("straight_through", bern, f_cont, disc),
         "gumbel_softmax": run("gumbel_softmax", bern, f_cont, disc, temperature=TAU),
         "st_gumbel_softmax": run("st_gumbel_softmax", bern, f_cont, disc, temperature=TAU),

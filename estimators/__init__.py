@@ -12,7 +12,7 @@ from .base import Estimator, EstimatorOutput
 from .capabilities import Capabilities
 from .registry import available, estimator_class, get, register, supporting
 
-from .measure import VarianceResult, measure_variance
+from .measure import VarianceResult, measure_until, measure_variance
 
 
 def _register_package_modules() -> None:
@@ -34,6 +34,7 @@ __all__ = [
     "available",
     "estimator_class",
     "get",
+    "measure_until",
     "measure_variance",
     "register",
     "supporting",

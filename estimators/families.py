@@ -2,7 +2,7 @@
 
 ``unwrap`` peels ``Independent`` layers; ``parameters`` and ``rebuild`` expose a distribution's own
 parameter tensors (the parameterization it was built with) so that per-sample score functions can
-be computed (see ``reinforce``'s optimal baseline).
+be computed (see ``reinforce``'s weighted leave-one-out baseline).
 """
 from __future__ import annotations
 

@@ -29,8 +29,9 @@ from torch.distributions import Distribution
 
 from .base import Estimator, Objective
 
-#: ``build(*params) -> (f, dist)``: how a measurement rebuilds its objective from (replicated) parameters.
-BuildFn = Callable[..., tuple[Objective, Distribution]]
+#: ``build(*params) -> (f, dist)`` or ``(f, dist, exact_term)``: how a measurement rebuilds its objective
+#: from (replicated) parameters; ``exact_term`` is a scalar whose exact gradient is added to every estimate.
+BuildFn = Callable[..., tuple]
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,23 @@ class VarianceResult:
         return row
 
 
+def measure_until(measure: Callable[[int], VarianceResult], first: int, target_rse: float,
+                  max_estimates: int) -> VarianceResult:
+    """Draw estimates with ``measure(n)`` (``first``, then three times as many as so far) until the total
+    variance's relative standard error is at most ``target_rse`` or ``max_estimates`` are drawn."""
+    parts, n, total = [], first, 0
+    while True:
+        parts.append(measure(n))
+        total += n
+        grads = torch.cat([p.grads for p in parts])
+        seconds = sum(p.seconds_per_estimate * p.n_estimates for p in parts) / total
+        merged = VarianceResult(grads=grads, n_samples=parts[0].n_samples, seconds_per_estimate=seconds,
+                                reference=parts[0].reference)
+        if not merged.total_variance_rse > target_rse or total >= max_estimates:
+            return merged
+        n = min(max_estimates - total, 3 * total)
+
+
 def _flat_grads(surrogate: Tensor, params: Sequence[Tensor], leading: int | None) -> Tensor:
     grads = torch.autograd.grad(surrogate, list(params), allow_unused=True)
     parts = []
@@ -133,6 +151,10 @@ def _flat_grads(surrogate: Tensor, params: Sequence[Tensor], leading: int | None
         g = torch.zeros_like(p) if g is None else g
         parts.append(g.reshape(leading, -1) if leading is not None else g.reshape(1, -1))
     return torch.cat(parts, dim=1)
+
+
+def _unpack(built: tuple) -> tuple:
+    return built if len(built) == 3 else (*built, 0.0)
 
 
 def _sync(device: torch.device) -> None:
@@ -155,8 +177,8 @@ def measure_variance(
 ) -> VarianceResult:
     """Draw ``n_estimates`` independent gradient estimates of ``params`` and summarize them.
 
-    build: ``build(*params) -> (f, dist)``; called once per estimate (loop) or once per chunk with
-        replicated parameters ``[c, *p.shape]`` (vectorized).
+    build: ``build(*params) -> (f, dist)`` or ``(f, dist, exact_term)``; called once per estimate (loop)
+        or once per chunk with replicated parameters ``[c, *p.shape]`` (vectorized).
     params: tensors requiring grad; the result's columns are their flattened concatenation.
     reference: the true gradient ``[n_params]`` (flattened the same way), for bias and MSE.
     call_kwargs: passed to each estimator call (e.g. ``learned_baseline=``).
@@ -177,21 +199,21 @@ def measure_variance(
             for first in range(0, n_estimates, chunk_size):
                 c = min(chunk_size, n_estimates - first)
                 replicas = [p.detach().unsqueeze(0).expand(c, *p.shape).clone().requires_grad_(True) for p in params]
-                f, dist = build(*replicas)
+                f, dist, exact_term = _unpack(build(*replicas))
                 if tuple(dist.batch_shape[:1]) != (c,):
                     raise ValueError(
                         f"vectorize=True needs a problem whose distribution's batch starts with the replica "
                         f"dimension ({c}); got batch_shape {tuple(dist.batch_shape)}. Use vectorize=False."
                     )
                 out = estimator(f, dist, n_samples, generator, **call_kwargs)
-                chunks.append(_flat_grads(out.surrogate, replicas, c).detach())
+                chunks.append(_flat_grads(out.surrogate + exact_term, replicas, c).detach())
             grads = torch.cat(chunks)
         else:
             rows = []
             for _ in range(n_estimates):
-                f, dist = build(*params)
+                f, dist, exact_term = _unpack(build(*params))
                 out = estimator(f, dist, n_samples, generator, **call_kwargs)
-                rows.append(_flat_grads(out.surrogate, params, None).detach())
+                rows.append(_flat_grads(out.surrogate + exact_term, params, None).detach())
             grads = torch.cat(rows)
         _sync(device)
         elapsed = time.perf_counter() - start

@@ -25,7 +25,8 @@ Baselines (``baseline=``):
   eval mode, and the current call uses the value from before it, so the estimator stays unbiased.
 - ``leave_one_out``: :math:`b_s = \frac{1}{S-1}\sum_{j \ne s} f(z_j)` per batch element
   (Kool, van Hoof & Welling 2019, "Buy 4 REINFORCE samples, get a baseline for free!"); needs ``S >= 2``.
-- ``optimal``: the variance-minimizing scalar control-variate coefficient for the gradient with respect to
+- ``weighted_leave_one_out``: the other samples' values weighted by their squared score norms, a
+  leave-one-out *estimate* of the variance-minimizing constant baseline for the gradient with respect to
   the distribution's own parameters :math:`\theta_b` (one parameter group per batch element),
   :math:`b^* = \mathbb{E}[f \lVert\nabla_\theta \log q\rVert^2] / \mathbb{E}[\lVert\nabla_\theta \log q\rVert^2]`
   (Weaver & Tao 2001; Greensmith et al. 2004), estimated leave-one-out from the other samples so that
@@ -33,7 +34,9 @@ Baselines (``baseline=``):
   We take the distribution's parameters (e.g. an encoder's outputs) rather than upstream network weights
   as the group because per-sample scores with respect to them cost one extra ``log_prob`` and backward,
   while per-sample gradients of every weight would cost a backward per sample; by the chain rule the
-  weights' gradient is a fixed linear map of this one.
+  weights' gradient is a fixed linear map of this one. It was called ``optimal``; it is not: with few
+  samples the noise of the estimated coefficient can cost more than it saves (measured against
+  ``leave_one_out`` in results/README.md).
 
 A learned, input-dependent baseline (NVIL; Mnih & Gregor 2014) is passed per call as
 ``learned_baseline=`` (a tensor broadcastable to ``[n_samples, *batch_shape]``, e.g. a network's output for
@@ -57,9 +60,9 @@ from .capabilities import Capabilities
 from .registry import register
 from .sampling import draw
 
-BASELINES = ("none", "moving_average", "leave_one_out", "optimal")
+BASELINES = ("none", "moving_average", "leave_one_out", "weighted_leave_one_out")
 #: Baselines computed from the other samples of the same call need at least two.
-MIN_SAMPLES = {"leave_one_out": 2, "optimal": 2}
+MIN_SAMPLES = {"leave_one_out": 2, "weighted_leave_one_out": 2}
 
 
 def leave_one_out_mean(values: Tensor) -> Tensor:
@@ -80,7 +83,7 @@ def score_sq_norms(dist: Distribution, z: Tensor) -> Tensor:
     for name, value in families.parameters(dist).items():
         if tuple(value.shape[: len(batch)]) != batch:
             raise ValueError(
-                f"baseline='optimal' needs parameters with the full batch shape {batch}; "
+                f"baseline='weighted_leave_one_out' needs parameters with the full batch shape {batch}; "
                 f"{name} has shape {tuple(value.shape)}"
             )
         leaves[name] = value.detach().unsqueeze(0).expand(n, *value.shape).clone().requires_grad_(True)

@@ -1,16 +1,11 @@
-"""Aggregation: pure functions from tidy result frames to the tables under ``results/tables``.
+"""Aggregation: pure functions from tidy result frames to the tables under ``results/STUDY/tables``.
 
 No I/O here: the pipeline's scripts read the CSVs, call these, and write what they return.
 
-Variance claim. For each setting compared, every estimator's variance is divided by the *comparator*'s
-variance *on the same unit* (a seed, or a seed and checkpoint), and the ratio is summarized by
-its geometric mean over units with a 95% bootstrap confidence interval. The bootstrap resamples units with
-replacement and, inside each unit, perturbs both log-variances by their own measurement error
-(log-normal with the variance's relative standard error), so a single seed still gets an honest interval.
-The comparator is pathwise where it applies, else the unbiased estimator (``exact`` aside) with the lowest
-variance in that setting. Verdict on "two orders of magnitude or more" (ratio >= ``threshold``): ``yes``
-if the whole interval is at or above the threshold, ``no`` if it is entirely below, ``undecided``
-otherwise, and ``missing`` where an expected estimator has no measurement at all (a diverged or failed run).
+The variance claim (``claim_table``) is computed by ``experiments.claim`` on the rows the plan declared
+before measuring (``Plan.claim_rows``): synthetic cells and the shared-checkpoints protocol only, intervals
+over seeds, a ``missing`` row with its reason wherever a declared row has no measurement.
+``claim_summary`` condenses it into one statement per (family of settings, comparison, estimator).
 """
 from __future__ import annotations
 
@@ -20,11 +15,16 @@ import math
 import numpy as np
 import pandas as pd
 
-import estimators
+from . import claim as claim_mod
 
-N_BOOT = 2000
 #: The identification columns of an estimator in every table.
 ESTIMATOR_COLUMNS = ["estimator_id", "estimator_name", "estimator_label"]
+SYNTHETIC_SETTING = ["problem", "setting", "parameter", "n_samples", "device"]
+VAE_SETTING = ["dataset", "latent_id", "stage", "samples", "device"]
+CLAIM_FIRST = ["source", "family", "setting_label", "comparison", *ESTIMATOR_COLUMNS, "comparator_id",
+               "comparator_name", "comparator_label", "variance_ratio", "ci_low", "ci_high", "interval", "verdict",
+               "n_seeds", "missing_seeds", "reason", "work_ratio", "equal_cost_ratio", "mse_ratio", "mse_ci_low",
+               "mse_ci_high", "estimator_bias_norm", "estimator_mse", "comparator_bias_norm", "comparator_mse"]
 
 # Jang et al. 2017, Table 1: -ELBO on binarized MNIST (nats), VAE with Bernoulli or categorical latents.
 JANG2017_TABLE1 = {
@@ -35,171 +35,190 @@ JANG_COLUMN = {"reinforce": "SF", "straight_through": "ST", "gumbel_softmax": "G
                "st_gumbel_softmax": "ST Gumbel-S."}
 
 
-def bootstrap_log_ratio(log_ratio: np.ndarray, log_se: np.ndarray, rng: np.random.Generator,
-                        n_boot: int = N_BOOT) -> tuple[float, float, float]:
-    """Geometric-mean ratio and its 95% interval from per-unit log ratios and their standard errors."""
-    log_ratio = np.asarray(log_ratio, dtype=float)
-    log_se = np.nan_to_num(np.asarray(log_se, dtype=float), nan=0.0)
-    if log_ratio.size == 0:
-        return math.nan, math.nan, math.nan
-    idx = rng.integers(0, log_ratio.size, size=(n_boot, log_ratio.size))
-    draws = log_ratio[idx] + rng.standard_normal(idx.shape) * log_se[idx]
-    stats = draws.mean(axis=1)
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return float(np.exp(log_ratio.mean())), float(np.exp(lo)), float(np.exp(hi))
+def _describe(setting_json: str) -> str:
+    return ", ".join(f"{k}={v}" for k, v in json.loads(setting_json).items())
 
 
-def verdict(ci_low: float, ci_high: float, threshold: float) -> str:
-    if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
-        return "missing"
-    if ci_low >= threshold:
-        return "yes"
-    if ci_high < threshold:
-        return "no"
-    return "undecided"
-
-
-def choose_comparator(group: pd.DataFrame, estimator_col: str, var_col: str) -> str | None:
-    """Pathwise where present, else the lowest-variance unbiased estimator other than ``exact``."""
-    pathwise = sorted(group.loc[group["estimator_name"] == "pathwise", estimator_col].unique())
-    if pathwise:
-        return pathwise[0]
-    candidates = group[group["unbiased"].astype(bool) & (group["estimator_name"] != "exact")]
-    candidates = candidates[candidates[var_col] > 0]
-    if candidates.empty:
-        return None
-    return candidates.groupby(estimator_col)[var_col].apply(lambda v: np.log(v).mean()).idxmin()
-
-
-def variance_claim(frame: pd.DataFrame, setting_cols: list[str], unit_cols: list[str], *, threshold: float,
-                   estimator_col: str = "estimator_id", var_col: str = "total_variance",
-                   se_col: str = "total_variance_se", expected: dict | None = None, seed: int = 0) -> pd.DataFrame:
-    """One row per (setting, estimator other than the comparator): ratio to the comparator, CI, verdict.
-
-    ``frame`` needs the setting and unit columns, the estimator columns (``estimator_id``,
-    ``estimator_name``, ``estimator_label``), ``unbiased``, the variance and its standard error. ``expected``
-    maps a setting tuple to the estimator ids that should be there; those with no measurement get a
-    ``missing`` row.
-    """
-    names = frame.drop_duplicates(estimator_col).set_index(estimator_col)[["estimator_name", "estimator_label"]]
-    describe = lambda est: {"estimator_id": est, **(names.loc[est].to_dict() if est in names.index  # noqa: E731
-                                                    else {"estimator_name": "", "estimator_label": ""})}
-    rng = np.random.default_rng(seed)
-    rows = []
-    for key, group in frame.groupby(setting_cols, sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        setting = dict(zip(setting_cols, key))
-        ref = choose_comparator(group, estimator_col, var_col)
-        present = set(group[estimator_col])
-        if ref is None:
-            continue
-        ref_rows = group[group[estimator_col] == ref].set_index(unit_cols)
-        for est, rows_est in group.groupby(estimator_col):
-            if est == ref or (rows_est["estimator_name"] == "exact").all():
-                continue
-            joined = rows_est.set_index(unit_cols).join(ref_rows[[var_col, se_col]], suffixes=("", "_ref"), how="inner")
-            joined = joined[(joined[var_col] > 0) & (joined[f"{var_col}_ref"] > 0)]
-            log_ratio = np.log(joined[var_col]) - np.log(joined[f"{var_col}_ref"])
-            log_se = np.sqrt((joined[se_col] / joined[var_col]) ** 2
-                             + (joined[f"{se_col}_ref"] / joined[f"{var_col}_ref"]) ** 2)
-            point, lo, hi = bootstrap_log_ratio(log_ratio.to_numpy(), log_se.to_numpy(), rng)
-            units_ref = len(ref_rows)
-            rows.append({**setting, **describe(est), "comparator": ref, "n_units": len(joined),
-                         "missing_units": max(0, units_ref - len(joined)), "variance_ratio": point,
-                         "ci_low": lo, "ci_high": hi, "verdict": verdict(lo, hi, threshold)})
-        for est in sorted(set((expected or {}).get(tuple(key), [])) - present):
-            rows.append({**setting, **describe(est), "comparator": ref, "n_units": 0,
-                         "missing_units": len(group[group[estimator_col] == ref]), "variance_ratio": math.nan,
-                         "ci_low": math.nan, "ci_high": math.nan, "verdict": "missing"})
-    return pd.DataFrame(rows)
-
-
-def describe_setting(row: pd.Series, cols: list[str]) -> str:
-    parts = []
-    for c in cols:
-        value = row[c]
-        if isinstance(value, float) and math.isnan(value):
-            continue
-        if c == "setting":
-            parts.extend(f"{k}={v}" for k, v in json.loads(value).items())
-        else:
-            parts.append(f"{c}={value}")
-    return ", ".join(parts)
-
-
-def synthetic_claim(synth: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    cols = ["problem", "setting", "parameter", "n_samples", "device"]
-    out = variance_claim(synth, cols, ["seed"], threshold=threshold)
-    if out.empty:
-        return out
-    out.insert(0, "source", "synthetic")
-    out.insert(1, "setting_label", out.apply(lambda r: describe_setting(r, cols[:-1]), axis=1))
+def _with_equal_cost(measured: pd.DataFrame, out: pd.DataFrame, setting_cols: list[str], samples_col: str) -> pd.DataFrame:
+    out["equal_cost_ratio"] = [claim_mod.equal_cost_ratio(measured, row, setting_cols, samples_col)
+                               for row in out.to_dict("records")] if len(out) else []
     return out
 
 
-def training_stage(step: pd.Series, final_step: pd.Series) -> pd.Series:
-    """``start`` (step 0), ``early`` (up to a third), ``middle`` (up to two thirds), ``late``."""
-    frac = step / final_step.where(final_step > 0, 1)
-    return pd.Series(np.select([step == 0, frac <= 1 / 3, frac <= 2 / 3], ["start", "early", "middle"], "late"),
-                     index=step.index)
-
-
-def vae_claim(variance: pd.DataFrame, *, threshold: float, final_steps: pd.Series | None = None,
-              expected: dict | None = None) -> pd.DataFrame:
-    """Variance claim on the VAE encoder gradient, per (protocol, dataset, latent, stage, n_samples, device)."""
-    if variance.empty:
+def synthetic_claim(synth: pd.DataFrame, declared: pd.DataFrame, threshold: float, seeds: list[int]) -> pd.DataFrame:
+    """The declared synthetic rows: each (problem, setting, parameter, n_samples, device, pair)."""
+    if declared.empty:
         return pd.DataFrame()
-    v = variance.copy()
-    final = v.groupby(["dataset", "latent"])["step"].transform("max") if final_steps is None else final_steps
-    v["stage"] = training_stage(v["step"], final)
-    v["samples"] = v["measured_n_samples"].astype(int)
-    v["unbiased"] = v["estimator_name"].map(lambda name: estimators.estimator_class(name).unbiased)
-    cols = ["protocol", "dataset", "latent", "stage", "samples", "device"]
-    out = variance_claim(v, cols, ["seed", "step"], expected=expected, threshold=threshold)
-    if out.empty:
-        return out
+    measured = synth.assign(step=0) if len(synth) else synth
+    out = claim_mod.compare(measured, declared, SYNTHETIC_SETTING, threshold, seeds,
+                            lambda setting, missing: f"no measurement for seeds {missing}")
+    out = _with_equal_cost(measured, out, SYNTHETIC_SETTING, "n_samples")
+    out.insert(0, "source", "synthetic")
+    out.insert(1, "family", out["problem"])
+    out.insert(2, "setting_label", [f"{p}: {_describe(s)}, {q}, S={n}" for p, s, q, n in
+                                    zip(out["problem"], out["setting"], out["parameter"], out["n_samples"])])
+    return out
+
+
+def vae_claim(variance: pd.DataFrame, declared: pd.DataFrame, threshold: float, seeds: list[int],
+              final_steps: dict, latent_ids: dict, run_status: pd.DataFrame) -> pd.DataFrame:
+    """The declared VAE rows, measured under the shared-checkpoints protocol only (the same network for
+    every estimator). ``final_steps`` maps (dataset, latent_id) to the host run's planned last step;
+    ``latent_ids`` maps latent labels to ids; ``run_status`` says why a host's seeds are missing."""
+    if declared.empty:
+        return pd.DataFrame()
+    shared = variance[variance["protocol"] == "shared_checkpoints"] if len(variance) else variance
+    if len(shared):
+        shared = shared.assign(latent_id=shared["latent"].map(latent_ids), samples=shared["measured_n_samples"])
+        shared = shared.assign(stage=[claim_mod.training_stage(s, final_steps[(d, l)]) for s, d, l in
+                                      zip(shared["step"], shared["dataset"], shared["latent_id"])])
+
+    def reason(setting: dict, missing: list) -> str:
+        hosts = run_status[(run_status["dataset"] == setting["dataset"]) & (run_status["latent_id"] == setting["latent_id"])
+                           & (run_status["device"] == setting["device"]) & run_status["host"]] if len(run_status) else run_status
+        why = []
+        for seed in missing:
+            host = hosts[hosts["seed"] == seed] if len(hosts) else hosts
+            if len(host) and host["status"].iloc[0] == "diverged":
+                why.append(f"seed {seed}: host run diverged at step {int(host['step'].iloc[0])}")
+            else:
+                why.append(f"seed {seed}: no measurement at this stage")
+        return "; ".join(why)
+
+    out = claim_mod.compare(shared, declared, VAE_SETTING, threshold, seeds, reason)
+    out = _with_equal_cost(shared, out, VAE_SETTING, "samples") if len(shared) else out.assign(equal_cost_ratio=math.nan)
     out.insert(0, "source", "vae")
-    out.insert(1, "setting_label", out.apply(
-        lambda r: f"{r['protocol']}: {r['dataset']}, {r['latent']}, {r['stage']}, S={r['samples']}", axis=1))
+    out.insert(1, "family", "vae " + out["latent_id"].astype(str))
+    out.insert(2, "setting_label", [f"{d}, {l}, {st}, S={n}" for d, l, st, n in
+                                    zip(out["dataset"], out["latent_id"], out["stage"], out["samples"])])
     return out
 
 
 def claim_table(synthetic: pd.DataFrame, vae: pd.DataFrame) -> pd.DataFrame:
-    """The published table: ``setting``, the estimator, its ``comparator``, ratio, CI, verdict, and detail."""
+    """The published table: one row per declared (setting, comparison, estimator, comparator)."""
     frames = [f for f in (synthetic, vae) if f is not None and not f.empty]
     if not frames:
-        return pd.DataFrame(columns=["source", "setting", *ESTIMATOR_COLUMNS, "comparator", "variance_ratio",
-                                     "ci_low", "ci_high", "verdict", "n_units", "missing_units"])
+        return pd.DataFrame(columns=CLAIM_FIRST)
     both = pd.concat(frames, ignore_index=True)
-    table = both.rename(columns={"setting": "setting_json"}).rename(columns={"setting_label": "setting"})
-    first = ["source", "setting", *ESTIMATOR_COLUMNS, "comparator", "variance_ratio", "ci_low", "ci_high",
-             "verdict", "n_units", "missing_units"]
-    return table[first + [c for c in table.columns if c not in first]]
+    for col in CLAIM_FIRST:
+        if col not in both:
+            both[col] = math.nan
+    return both[CLAIM_FIRST + [c for c in both.columns if c not in CLAIM_FIRST]]
 
 
-def verdict_summary(claim: pd.DataFrame) -> pd.DataFrame:
-    """How often the claim holds, per source and estimator: counts of each verdict."""
+STATEMENT_AXES = {"mohamed_quadratic": "k", "mohamed_exp": "k", "mohamed_cos": "k", "dimension": "dim",
+                  "bernoulli_toy": "setting", "categorical_toy": "setting", "gamma": "setting"}
+
+
+def _axis(rows: pd.DataFrame) -> pd.Series:
+    if rows["source"].iloc[0] == "vae":
+        order = {"start": 0, "early": 1, "middle": 2, "late": 3}
+        return rows["stage"].map(lambda s: (order.get(s, 9), s))
+    key = STATEMENT_AXES.get(rows["family"].iloc[0], "setting")
+    values = rows["setting"].map(json.loads)
+    return values.map(lambda v: v.get(key) if key != "setting" else json.dumps(v, sort_keys=True))
+
+
+def _label(value) -> str:
+    return value[1] if isinstance(value, tuple) else str(value)
+
+
+def family_statement(rows: pd.DataFrame, threshold: float) -> str:
+    """One sentence on where the claim holds in a family of settings (``rows``: one comparison, one
+    estimator, several settings)."""
+    rows = rows.assign(axis=_axis(rows)).sort_values("axis")
+    decided = rows[rows["verdict"].isin(["yes", "no"])]
+    holds = rows[rows["verdict"] == "yes"]
+    below_one = rows[rows["ci_high"] < 1]
+    parts = []
+    if rows["verdict"].eq("missing").all():
+        return "no measurement: " + "; ".join(sorted(set(rows["reason"].dropna()) - {""}))
+    if holds.empty:
+        parts.append(f"the interval lies above {threshold:g} nowhere" + (" decided" if not decided.empty else ""))
+    else:
+        where = [_label(a) for a in holds["axis"]]
+        axis = "stage" if rows["source"].iloc[0] == "vae" else STATEMENT_AXES.get(rows["family"].iloc[0], "setting")
+        if axis in ("k", "dim") and len(holds) and holds["axis"].min() == rows.loc[rows["verdict"] == "yes", "axis"].min():
+            first = holds["axis"].min()
+            tail = rows[rows["axis"] >= first]
+            if tail["verdict"].eq("yes").all():
+                parts.append(f"above {threshold:g} from {axis}={_label(first)} on")
+            else:
+                parts.append(f"above {threshold:g} at {axis} in {{{', '.join(where)}}}")
+        else:
+            parts.append(f"above {threshold:g} at {', '.join(where)}")
+    if not below_one.empty:
+        parts.append("the estimator has lower variance than the comparator (interval below 1) at "
+                     + ", ".join(_label(a) for a in below_one["axis"]))
+    undecided = int((rows["verdict"] == "undecided").sum())
+    if undecided:
+        parts.append(f"{undecided} undecided")
+    return "; ".join(parts)
+
+
+def claim_summary(claim: pd.DataFrame, threshold: float, max_rows: int = 40) -> pd.DataFrame:
+    """At most ``max_rows`` readable rows: per (family, comparison, estimator) at its smallest number of
+    samples, the range of the ratio over the family's settings, the verdict counts and a statement."""
     if claim.empty:
-        return pd.DataFrame()
-    counts = claim.groupby(["source", *ESTIMATOR_COLUMNS, "verdict"]).size().unstack("verdict", fill_value=0)
-    return counts.reset_index()
+        return pd.DataFrame(columns=["family", "comparison", "estimator", "comparators", "samples", "settings",
+                                     "ratio_range", "verdicts", "statement", "seeds"])
+    data = claim.assign(samples_=claim["n_samples"].fillna(claim.get("samples")) if "samples" in claim else claim["n_samples"])
+    keys = ["source", "family", "comparison", "estimator_label"]
+    if data.groupby(keys).ngroups > max_rows:
+        keys = ["source", "family", "comparison"]
+    rows = []
+    for key, group in data.groupby(keys, sort=False):
+        smallest = group["samples_"].min()
+        group = group[group["samples_"] == smallest]
+        if "parameter" in group and group["source"].iloc[0] == "synthetic":
+            first_param = group["parameter"].dropna().iloc[0] if group["parameter"].notna().any() else None
+            group = group[group["parameter"] == first_param] if first_param is not None else group
+        valid = group[np.isfinite(group["variance_ratio"])]
+        counts = group["verdict"].value_counts()
+        if len(valid):
+            lo, hi = valid.loc[valid["variance_ratio"].idxmin()], valid.loc[valid["variance_ratio"].idxmax()]
+            ratio_range = f"{lo['variance_ratio']:.3g} ({lo['setting_label']}) to {hi['variance_ratio']:.3g} ({hi['setting_label']})"
+        else:
+            ratio_range = ""
+        statements = []
+        for comparator, rows_c in group.groupby("comparator_label", sort=False):
+            text = family_statement(rows_c, threshold)
+            statements.append(text if group["comparator_label"].nunique() == 1 else f"over {comparator}: {text}")
+        rows.append({
+            "family": group["family"].iloc[0], "comparison": group["comparison"].iloc[0],
+            "estimator": group["estimator_label"].iloc[0] if "estimator_label" in keys else "all",
+            "comparators": ", ".join(group["comparator_label"].unique()),
+            "samples": int(smallest), "settings": int(group[["setting_label"]].drop_duplicates().shape[0]),
+            "ratio_range": ratio_range,
+            "verdicts": ", ".join(f"{v} {int(counts.get(v, 0))}" for v in claim_mod.VERDICTS if counts.get(v, 0)),
+            "statement": " | ".join(statements), "seeds": int(group["n_seeds"].max()),
+        })
+    return pd.DataFrame(rows).head(max_rows)
 
 
-def elbo_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Jang et al. 2017 Table 1 layout: -ELBO on the test set at the final step, ours (mean +- sd over seeds)
-    next to theirs, for Bernoulli and categorical latents."""
-    test = metrics[(metrics["split"] == "test")]
+def elbo_table(metrics: pd.DataFrame, run_status: pd.DataFrame) -> pd.DataFrame:
+    """Jang et al. 2017 Table 1 layout: -ELBO on the test set at the final step, ours (mean +- sd over the
+    seeds whose run completed) next to theirs. Diverged runs are counted (``n_diverged``) and kept out of
+    the means; their last ELBO is not an end-of-training number."""
+    test = metrics[(metrics["split"] == "test")] if len(metrics) else metrics
     if test.empty:
         return pd.DataFrame()
-    final = test.loc[test.groupby(["dataset", "latent", "estimator_id", "n_samples", "device", "seed"])["step"].idxmax()]
-    final = final.assign(neg_elbo=-final["elbo"])
-    grouped = final.groupby(["dataset", "latent_family", "latent", *ESTIMATOR_COLUMNS, "n_samples", "device"])
-    table = grouped["neg_elbo"].agg(neg_elbo_mean="mean", neg_elbo_sd="std", n_seeds="count").reset_index()
-    table["final_step"] = grouped["step"].max().to_numpy()
+    run_keys = ["dataset", "latent", "estimator_id", "n_samples", "device", "seed"]
+    final = test.loc[test.groupby(run_keys)["step"].idxmax()]
+    status = run_status[run_keys + ["status"]] if len(run_status) else pd.DataFrame(columns=run_keys + ["status"])
+    final = final.merge(status, on=run_keys, how="left").assign(neg_elbo=lambda d: -d["elbo"])
+    cell = ["dataset", "latent_family", "latent", *ESTIMATOR_COLUMNS, "n_samples", "device"]
+    completed = final[final["status"] == "completed"]
+    table = final.groupby(cell).agg(n_runs=("seed", "count"), n_diverged=("status", lambda s: int((s == "diverged").sum())))
+    means = completed.groupby(cell)["neg_elbo"].agg(neg_elbo_mean="mean", neg_elbo_sd="std", n_seeds="count")
+    table = table.join(means, how="left").join(completed.groupby(cell)["step"].max().rename("final_step"), how="left")
+    table = table.reset_index()
+    table["n_seeds"] = table["n_seeds"].fillna(0).astype(int)
     table["jang2017_column"] = table["estimator_name"].map(JANG_COLUMN)
     table["jang2017_neg_elbo"] = [JANG2017_TABLE1.get(f, {}).get(c, math.nan)
                                   for f, c in zip(table["latent_family"], table["jang2017_column"])]
-    return table
+    first = [*cell, "neg_elbo_mean", "neg_elbo_sd", "n_seeds", "n_runs", "n_diverged", "final_step"]
+    return table[first + [c for c in table.columns if c not in first]]
 
 
 def cost_table(metrics: pd.DataFrame, variance: pd.DataFrame, synthetic: pd.DataFrame) -> pd.DataFrame:

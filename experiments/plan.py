@@ -19,9 +19,12 @@ Vocabulary (the README defines it once):
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
+from .claim import Comparison, training_stage
 from .estimator_spec import EstimatorSpec
+from .synthetic import iter_problems
 from .synthetic import parse_settings as parse_synthetic_settings
 from .typed_config import ConfigError, parse, to_dict
 from .vae import run_config
@@ -56,14 +59,20 @@ class VAERun:
 
 @dataclass(frozen=True)
 class SharedCheckpointsJob:
+    """Every applicable estimator, each at its samples, measured at the checkpoints of one host run (one
+    process: the run's data, model and reference gradients are loaded once for all of them)."""
+
     host: VAERun
-    estimator_id: str
-    n_samples: tuple[int, ...]
+    measured: tuple[tuple[str, tuple[int, ...]], ...]     # (estimator id, n_samples) in config order
 
     @property
     def path(self) -> str:
         h = self.host
-        return f"vae/shared_checkpoints/{h.dataset}/{h.latent_id}/{h.device}/seed{h.seed}/{self.estimator_id}"
+        return f"vae/shared_checkpoints/{h.dataset}/{h.latent_id}/{h.device}/seed{h.seed}"
+
+    @property
+    def estimator_ids(self) -> list[str]:
+        return [est_id for est_id, _ in self.measured]
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,9 @@ class Plan:
     shared_jobs: list[SharedCheckpointsJob] = field(default_factory=list)
     excluded: list[Exclusion] = field(default_factory=list)
     job_configs: dict[str, dict] = field(default_factory=dict)   # job path -> the config its job reads
+    #: The claim's rows, declared before anything is measured: (source, setting..., comparison,
+    #: estimator_id, comparator_id) for every setting where both estimators of a declared pair apply.
+    claim_rows: list[dict] = field(default_factory=list)
 
     def job_config(self, path: str) -> dict:
         if path not in self.job_configs:
@@ -212,6 +224,7 @@ def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, d
     """Every estimator that applies to a latent's family, at the protocol's own n_samples (not training's)."""
     for latent_id, (latent, _) in latents.items():
         host_spec = specs[shared["trained_with"][latent_id]]
+        measured = []
         for est_id, spec in specs.items():
             if (latent_id, est_id) not in applicable:
                 continue  # listed already, with the reason
@@ -229,15 +242,74 @@ def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, d
                     ok.append(n)
                 else:
                     plan.excluded.append(Exclusion("vae_shared_checkpoints", latent_id, est_id, n, reason))
-            for dataset in config["vae"]["datasets"] if ok else []:
-                for device in devices:
-                    for seed in config["seeds"]:
-                        host = VAERun(dataset, latent_id, host_spec.id, host_samples, device, int(seed))
-                        job = SharedCheckpointsJob(host, est_id, tuple(ok))
-                        plan.shared_jobs.append(job)
-                        plan.job_configs[job.path] = {
-                            "run": f"{plan.results}/{host.path}", "estimator": {"id": est_id, **spec.to_config()},
-                            "n_samples": list(ok), "warmup_calls": int(shared["warmup_calls"])}
+            if ok:
+                measured.append((est_id, tuple(ok)))
+        for dataset in config["vae"]["datasets"] if measured else []:
+            for device in devices:
+                for seed in config["seeds"]:
+                    host = VAERun(dataset, latent_id, host_spec.id, host_samples, device, int(seed))
+                    job = SharedCheckpointsJob(host, tuple(measured))
+                    plan.shared_jobs.append(job)
+                    plan.job_configs[job.path] = {
+                        "run": f"{plan.results}/{host.path}", "warmup_calls": int(shared["warmup_calls"]),
+                        "estimators": [{"id": est_id, **specs[est_id].to_config(), "n_samples": list(ns)}
+                                       for est_id, ns in measured]}
+
+
+def checkpoint_steps(run: dict) -> list[int]:
+    """The steps at which a run (its resolved config) measures variance and writes a snapshot."""
+    every, steps = run["variance"]["every"], run["train"]["steps"]
+    return sorted({s for s in range(0, steps + 1, every)} | {steps}) if every > 0 else []
+
+
+def declare_claim(config: dict, plan: Plan) -> None:
+    """The claim's rows, from the declared comparisons and what applies where (``Estimator.why_not``)."""
+    comparisons = [Comparison.from_config(c) for c in config["claim"]["comparisons"]]
+    syn_entries, _ = _entries(config, "synthetic")
+    syn_names = {i: e["name"] for i, e in syn_entries.items()}
+    syn_specs = {i: EstimatorSpec.from_config(i, e, allow_nvil=False, allow_latents=False) for i, e in syn_entries.items()}
+    settings = parse_synthetic_settings(config["synthetic"].get("settings"))
+    devices = sorted({job.device for job in plan.synthetic_jobs})
+    for cell in iter_problems(settings.problems):
+        _, dist = cell.problem.build(*cell.problem.leaves())
+        for comparison in comparisons:
+            for num, den in comparison.pairs(syn_names):
+                for n in settings.n_samples:
+                    if syn_specs[num].build().why_not(dist, n) or syn_specs[den].build().why_not(dist, n):
+                        continue
+                    for parameter in cell.problem.params:
+                        for device in devices:
+                            plan.claim_rows.append({
+                                "source": "synthetic", "problem": cell.problem_key,
+                                "setting": json.dumps(cell.setting, sort_keys=True), "parameter": parameter,
+                                "n_samples": n, "device": device, "comparison": comparison.id,
+                                "estimator_id": num, "comparator_id": den})
+    vae_entries, _ = _entries(config, "vae")
+    vae_names = {i: e["name"] for i, e in vae_entries.items()}
+    measured: dict[tuple, set] = {}
+    hosts: dict[tuple, VAERun] = {}
+    for job in plan.shared_jobs:
+        h = job.host
+        key = (h.dataset, h.latent_id, h.device)
+        hosts[key] = h
+        for est_id, samples in job.measured:
+            for n in samples:
+                measured.setdefault(key + (n,), set()).add(est_id)
+    for (dataset, latent_id, device), host in hosts.items():
+        steps = checkpoint_steps(plan.job_config(host.path))
+        final = steps[-1] if steps else 0
+        stages = list(dict.fromkeys(training_stage(s, final) for s in steps))
+        for n in config["vae"]["shared_checkpoints"]["n_samples"]:
+            present = measured.get((dataset, latent_id, device, n), set())
+            for comparison in comparisons:
+                for num, den in comparison.pairs(vae_names):
+                    if num not in present or den not in present:
+                        continue
+                    for stage in stages:
+                        plan.claim_rows.append({
+                            "source": "vae", "dataset": dataset, "latent_id": latent_id, "stage": stage,
+                            "samples": n, "device": device, "comparison": comparison.id,
+                            "estimator_id": num, "comparator_id": den})
 
 
 def make_plan(config: dict, devices: list[str]) -> Plan:
@@ -245,4 +317,5 @@ def make_plan(config: dict, devices: list[str]) -> Plan:
     plan = Plan(study=config["study"], results=f"results/{config['study']}")
     plan_synthetic(config, devices, plan)
     plan_vae(config, devices, plan)
+    declare_claim(config, plan)
     return plan

@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import json  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Callable  # noqa: E402
 
@@ -115,6 +116,77 @@ def device_timings(cost: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+VERDICT_MARKERS = {"yes": "^", "no": "v", "undecided": "o", "missing": "x"}
+
+
+def _claim_axis(rows: pd.DataFrame) -> tuple[list, list[str], str]:
+    """x positions, tick labels and axis name for one family's settings."""
+    if rows["source"].iloc[0] == "vae":
+        order = ["start", "early", "middle", "late"]
+        stages = [s for s in order if s in set(rows["stage"])]
+        return [stages.index(s) for s in rows["stage"]], stages, "training stage"
+    settings = rows["setting"].map(json.loads)
+    for key in ("k", "dim"):
+        if settings.map(lambda v: key in v and len(v) == 1).all():
+            return list(settings.map(lambda v: v[key])), [], key
+    labels = list(dict.fromkeys(rows["setting"]))
+    return [labels.index(s) for s in rows["setting"]], [", ".join(f"{k}={v}" for k, v in json.loads(x).items()) for x in labels], "setting"
+
+
+def claim_figure(claim: pd.DataFrame, threshold: float) -> plt.Figure:
+    """log10 variance ratio with its interval over seeds, per family of settings, at the smallest number
+    of samples; lines at the threshold and ten times it. The colour is the estimator (its config id), the
+    line style the comparator, the marker the verdict."""
+    if claim.empty:
+        return _empty("The variance claim")
+    data = claim.copy()
+    data["samples_"] = data["n_samples"].fillna(data["samples"]) if "samples" in data else data["n_samples"]
+    data = data[data.groupby(["family", "comparison"])["samples_"].transform("min") == data["samples_"]]
+    if "parameter" in data:
+        first = data.groupby("family")["parameter"].transform(lambda p: p.dropna().iloc[0] if p.notna().any() else np.nan)
+        data = data[(data["parameter"] == first) | data["parameter"].isna()]
+    colours = dict(zip(dict.fromkeys(data["estimator_id"]), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    styles = dict(zip(dict.fromkeys(data["comparator_name"]), ["-", "--", ":", "-."] * 4))
+    panels = list(dict.fromkeys(zip(data["family"], data["comparison"])))
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows + 1.2), squeeze=False)
+    for ax, (family, comparison) in zip(axes.flat, panels):
+        rows = data[(data["family"] == family) & (data["comparison"] == comparison)]
+        x, ticks, name = _claim_axis(rows)
+        rows = rows.assign(x=x)
+        for (est, comp), series in rows.groupby(["estimator_id", "comparator_name"], sort=False):
+            series = series.sort_values("x")
+            y = np.log10(series["variance_ratio"])
+            err = [y - np.log10(series["ci_low"]), np.log10(series["ci_high"]) - y]
+            ax.errorbar(series["x"], y, yerr=err, capsize=2, lw=1, alpha=0.85, color=colours[est], ls=styles[comp])
+            for verdict, marker in VERDICT_MARKERS.items():
+                part = series[series["verdict"] == verdict]
+                ax.scatter(part["x"], np.log10(part["variance_ratio"]), marker=marker, color=colours[est], s=18, zorder=3)
+        for level, style in ((threshold, "--"), (10 * threshold, ":")):
+            ax.axhline(np.log10(level), color="grey", ls=style, lw=0.9)
+        ax.axhline(0, color="black", lw=0.5)
+        if ticks:
+            ax.set_xticks(range(len(ticks)), ticks, rotation=30, fontsize=7, ha="right")
+        if name == "dim":
+            ax.set_xscale("log")
+        ax.set_title(f"{family}: {comparison.replace('_', ' ')}, S={int(rows['samples_'].iloc[0])}", fontsize=8)
+        ax.set_xlabel(name, fontsize=8)
+        ax.set_ylabel("log10 variance ratio", fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_axis_off()
+    handles = ([plt.Line2D([], [], color=c, lw=2) for c in colours.values()]
+               + [plt.Line2D([], [], color="black", ls=st) for st in styles.values()]
+               + [plt.Line2D([], [], marker=m, ls="", color="black") for m in VERDICT_MARKERS.values()])
+    names = ([f"estimator {e}" for e in colours] + [f"over {c}" for c in styles]
+             + [f"verdict {v}" for v in VERDICT_MARKERS])
+    fig.legend(handles, names, loc="lower center", ncol=min(6, len(names)), fontsize=7, frameon=False)
+    fig.suptitle(f"The claim: variance ratio with its 95% interval over seeds (dashed: {threshold:g}, "
+                 f"dotted: {10 * threshold:g})", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05 + 0.02 * (len(names) // 6), 1, 0.97))
+    return fig
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     """One figure: ``draw(tables, threshold)`` returns it from the study's tables; ``caption`` is its
@@ -127,6 +199,13 @@ class FigureSpec:
 #: The study's figures, in report order: the one list the rules, the plotting script, the report and the
 #: tests read. The tables a figure reads are ``FIGURE_TABLES``.
 FIGURES: dict[str, FigureSpec] = {
+    "claim": FigureSpec(
+        lambda t, thr: claim_figure(t["variance_claim"], thr),
+        "The claim at a glance: for each family of settings and each declared comparison, the log10 ratio of "
+        "the estimator's gradient variance to the comparator's, with its 95% interval over seeds (a t-interval "
+        "on per-seed log ratios; with fewer than 3 seeds a measurement-only interval and no verdict), at the "
+        "smallest number of samples. Dashed line: the threshold; dotted: ten times it; the marker is the verdict "
+        "(up: yes, down: no, circle: undecided, cross: missing). Synthetic cells and shared checkpoints only."),
     "variance_vs_k": FigureSpec(
         lambda t, thr: mohamed_variance(t["synthetic_all"]),
         "Per-coordinate gradient variance of the loc and scale gradients against k for the three costs of "
@@ -149,4 +228,4 @@ FIGURES: dict[str, FigureSpec] = {
         lambda t, thr: device_timings(t["cost_table"]),
         "Seconds per VAE training step, per estimator and device."),
 }
-FIGURE_TABLES = ("synthetic_all", "vae_metrics", "vae_variance", "cost_table")
+FIGURE_TABLES = ("variance_claim", "synthetic_all", "vae_metrics", "vae_variance", "cost_table")

@@ -4,7 +4,7 @@
 message names the key path, says what is wrong and, for a misspelled key or value, what was probably
 meant::
 
-    ConfigError: sedes: unknown key (did you mean 'seeds'?); valid keys: check_devices, claim_threshold, ...
+    ConfigError: sedes: unknown key (did you mean 'seeds'?); valid keys: check_devices, claim, ...
 
 The schema (``workflow/schemas/config.schema.yaml``) is the one source of the study-level keys, their
 descriptions and defaults; the nested run settings are checked by ``experiments.plan``.
@@ -77,6 +77,9 @@ def check(config: dict) -> dict:
     return out
 
 
-def default(key: str):
-    """The schema's default for a top-level key (e.g. ``claim_threshold``)."""
-    return schema()["properties"][key]["default"]
+def default(path: str):
+    """The schema's default for a key path (e.g. ``claim.threshold``)."""
+    node = schema()
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node["default"]

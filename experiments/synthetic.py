@@ -196,19 +196,12 @@ def _on_device(problem: problems.Problem, device: torch.device) -> problems.Prob
 
 
 def measure_cell(est, problem, n_samples, generator, cfg: Measurement) -> VarianceResult:
-    """Accumulate estimates until the total variance's relative SE reaches the target."""
-    chunks, n = [], cfg.min_estimates
-    total = 0
-    while True:
-        res = estimators.measure_variance(est, problem.build, problem.leaves(), n_estimates=n,
-                                          n_samples=n_samples, generator=generator, vectorize=True,
-                                          chunk_size=cfg.chunk_size)
-        chunks.append(res.grads)
-        total += n
-        merged = VarianceResult(grads=torch.cat(chunks), n_samples=n_samples, seconds_per_estimate=math.nan)
-        if not merged.total_variance_rse > cfg.target_rse or total >= cfg.max_estimates:
-            return merged
-        n = min(cfg.max_estimates - total, 3 * total)
+    """Estimates until the total variance's relative SE reaches the target (or the cap)."""
+    def measure(n):
+        return estimators.measure_variance(est, problem.build, problem.leaves(), n_estimates=n, n_samples=n_samples,
+                                           generator=generator, vectorize=True, chunk_size=cfg.chunk_size)
+    res = estimators.measure_until(measure, cfg.min_estimates, cfg.target_rse, cfg.max_estimates)
+    return VarianceResult(grads=res.grads, n_samples=n_samples, seconds_per_estimate=math.nan)
 
 
 def time_single_calls(est, problem, n_samples, generator, calls: int, device) -> float:

@@ -3,74 +3,58 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from experiments import aggregate as agg
-
-
-def _frame(variances: dict[str, list[float]], rse: float = 0.0, unbiased=None) -> pd.DataFrame:
-    rows = []
-    for est, values in variances.items():
-        for seed, v in enumerate(values):
-            name = next((n for n in ("pathwise", "exact") if est.startswith(n)), est)
-            rows.append({"problem": "p", "estimator_id": est, "estimator_name": name, "estimator_label": f"{est}()",
-                         "seed": seed, "total_variance": v,
-                         "total_variance_se": rse * v,
-                         "unbiased": True if unbiased is None else unbiased.get(est, True)})
-    return pd.DataFrame(rows)
-
-
-def test_bootstrap_without_noise_is_the_geometric_mean():
-    rng = np.random.default_rng(0)
-    point, lo, hi = agg.bootstrap_log_ratio(np.log([10.0, 10.0, 10.0]), np.zeros(3), rng)
-    assert point == pytest.approx(10) and lo == pytest.approx(10) and hi == pytest.approx(10)
-    point, lo, hi = agg.bootstrap_log_ratio(np.log([10.0, 1000.0]), np.zeros(2), rng)
-    assert point == pytest.approx(100) and lo == pytest.approx(10) and hi == pytest.approx(1000)
-
-
-def test_measurement_error_widens_a_single_unit_interval():
-    rng = np.random.default_rng(0)
-    _, lo, hi = agg.bootstrap_log_ratio(np.log([100.0]), np.array([0.5]), rng)
-    assert lo < 100 / math.exp(0.8) and hi > 100 * math.exp(0.8)
-
-
-@pytest.mark.parametrize("ci, expected", [((150, 300), "yes"), ((10, 99.9), "no"), ((50, 200), "undecided"),
-                                          ((math.nan, math.nan), "missing")])
-def test_verdict(ci, expected):
-    assert agg.verdict(*ci, threshold=100) == expected
-
-
-def test_variance_claim_ratios_verdicts_and_missing():
-    frame = _frame({"pathwise": [1.0, 2.0, 4.0], "reinforce": [1000.0, 2000.0, 4000.0], "loo": [10.0, 20.0, 40.0]})
-    out = agg.variance_claim(frame, ["problem"], ["seed"], threshold=100,
-                             expected={("p",): ["pathwise", "reinforce", "loo", "nvil"]})
-    by = out.set_index("estimator_id")
-    assert by.loc["reinforce", "variance_ratio"] == pytest.approx(1000)
-    assert by.loc["reinforce", "verdict"] == "yes" and by.loc["loo", "verdict"] == "no"
-    assert (by["comparator"] == "pathwise").all() and by.loc["loo", "estimator_label"] == "loo()"
-    assert by.loc["nvil", "verdict"] == "missing" and by.loc["nvil", "n_units"] == 0
-
-
-def test_units_are_matched_and_missing_units_counted():
-    frame = _frame({"pathwise": [1.0, 1.0, 1.0], "reinforce": [300.0, 300.0]})
-    row = agg.variance_claim(frame, ["problem"], ["seed"], threshold=100).iloc[0]
-    assert row["n_units"] == 2 and row["missing_units"] == 1 and row["variance_ratio"] == pytest.approx(300)
-
-
-def test_comparator_without_pathwise_is_best_unbiased_not_exact():
-    frame = _frame({"exact(max_support=1)": [1e-30, 1e-30], "reinforce": [50.0, 50.0], "loo": [5.0, 5.0],
-                    "gumbel": [0.5, 0.5]}, unbiased={"gumbel": False})
-    assert agg.choose_comparator(frame, "estimator_id", "total_variance") == "loo"
-    out = agg.variance_claim(frame, ["problem"], ["seed"], threshold=100).set_index("estimator_id")
-    assert "exact(max_support=1)" not in out.index
-    assert out.loc["gumbel", "variance_ratio"] == pytest.approx(0.1)
+from experiments import claim
 
 
 def test_training_stage():
-    steps = pd.Series([0, 100, 300, 600, 900])
-    assert agg.training_stage(steps, pd.Series([900] * 5)).tolist() == ["start", "early", "early", "middle", "late"]
+    stages = [claim.training_stage(s, 900) for s in [0, 100, 300, 600, 900]]
+    assert stages == ["start", "early", "early", "middle", "late"]
+
+
+def _synthetic(seeds=(0, 1, 2), problem="dimension"):
+    rows = []
+    for seed in seeds:
+        for est, name, var in (("pathwise", "pathwise", 1.0), ("reinforce", "reinforce", 200.0 + seed),
+                               ("loo", "reinforce", 50.0)):
+            rows.append({"problem": problem, "setting": '{"dim": 3}', "parameter": "loc", "n_samples": 1,
+                         "device": "cpu", "seed": seed, "estimator_id": est, "estimator_name": name,
+                         "estimator_label": f"{est}()", "total_variance": var, "total_variance_se": 0.01 * var,
+                         "mse": var, "bias_norm": 0.0, "seconds_per_estimate": 1e-3})
+    return pd.DataFrame(rows)
+
+
+def _declared(pairs, problem="dimension"):
+    return pd.DataFrame([{"problem": problem, "setting": '{"dim": 3}', "parameter": "loc", "n_samples": 1,
+                          "device": "cpu", "comparison": "c", "estimator_id": n, "comparator_id": d} for n, d in pairs])
+
+
+def test_synthetic_claim_rows_are_the_declared_ones():
+    out = agg.synthetic_claim(_synthetic(), _declared([("reinforce", "pathwise"), ("loo", "pathwise")]), 100, [0, 1, 2])
+    by = out.set_index("estimator_id")
+    assert by.loc["reinforce", "verdict"] == "yes" and by.loc["loo", "verdict"] == "no"
+    assert (by["comparator_id"] == "pathwise").all() and by.loc["loo", "estimator_label"] == "loo()"
+    assert by.loc["reinforce", "setting_label"] == "dimension: dim=3, loc, S=1"
+    assert by.loc["reinforce", "equal_cost_ratio"] == pytest.approx(by.loc["reinforce", "variance_ratio"])
+    table = agg.claim_table(out, pd.DataFrame())
+    assert list(table.columns[:4]) == ["source", "family", "setting_label", "comparison"]
+
+
+def test_claim_summary_is_short_and_says_where_the_claim_holds():
+    rows = []
+    for dim, ratio in ((1, 3.0), (10, 30.0), (100, 300.0), (1000, 3000.0)):
+        synth = _synthetic().assign(setting=f'{{"dim": {dim}}}')
+        synth.loc[synth.estimator_id == "reinforce", "total_variance"] = ratio
+        rows.append(agg.synthetic_claim(synth, _declared([("reinforce", "pathwise")]).assign(setting=f'{{"dim": {dim}}}'),
+                                        100, [0, 1, 2]))
+    summary = agg.claim_summary(agg.claim_table(pd.concat(rows), pd.DataFrame()), 100)
+    assert len(summary) == 1
+    row = summary.iloc[0]
+    assert row["verdicts"] == "yes 2, no 2" and row["settings"] == 4 and row["seeds"] == 3
+    assert row["statement"] == "above 100 from dim=100 on"
 
 
 def test_elbo_table_takes_final_test_step_and_adds_jang_numbers():
@@ -83,10 +67,14 @@ def test_elbo_table_takes_final_test_step_and_adds_jang_numbers():
                              "estimator_label": "gumbel_softmax(temperature=1.0)",
                              "n_samples": 1, "device": "cpu", "seed": seed, "step": step, "split": split,
                              "elbo": elbo if split == "test" else elbo + 1})
-    table = agg.elbo_table(pd.DataFrame(rows))
+    status = pd.DataFrame([{"dataset": "binarized_mnist", "latent": "categorical(20x10)", "estimator_id": "gumbel",
+                            "n_samples": 1, "device": "cpu", "seed": seed, "status": status}
+                           for seed, status in ((0, "completed"), (1, "completed"), (2, "diverged"))])
+    diverged = [{**r, "seed": 2, "elbo": -500.0} for r in rows if r["seed"] == 0]
+    table = agg.elbo_table(pd.DataFrame(rows + diverged), status)
     row = table.iloc[0]
     assert row["neg_elbo_mean"] == pytest.approx(102) and row["neg_elbo_sd"] == pytest.approx(math.sqrt(8))
-    assert row["n_seeds"] == 2 and row["final_step"] == 10
+    assert row["n_seeds"] == 2 and row["n_runs"] == 3 and row["n_diverged"] == 1 and row["final_step"] == 10
     assert row["jang2017_column"] == "Gumbel-S." and row["jang2017_neg_elbo"] == 101.5
 
 

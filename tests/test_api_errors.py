@@ -32,7 +32,7 @@ def test_unknown_option_lists_valid_options():
 
 
 def test_unknown_baseline_lists_valid_baselines():
-    with pytest.raises(ValueError, match="valid baselines: none, moving_average, leave_one_out, optimal"):
+    with pytest.raises(ValueError, match="valid baselines: none, moving_average, leave_one_out, weighted_leave_one_out"):
         estimators.get("reinforce", baseline="mean")
 
 
@@ -65,7 +65,7 @@ def test_exact_refuses_too_large_support():
         estimators.get("exact")(lambda z: z.sum(-1), dist)
 
 
-@pytest.mark.parametrize("baseline", ["leave_one_out", "optimal"])
+@pytest.mark.parametrize("baseline", ["leave_one_out", "weighted_leave_one_out"])
 def test_leave_one_out_needs_two_samples(baseline):
     est = estimators.get("reinforce", baseline=baseline)
     assert est.min_samples == 2

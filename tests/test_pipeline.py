@@ -44,17 +44,24 @@ def test_every_table_and_figure_exists(tiny):
     for name in ("variance_claim", "elbo_table", "cost_table"):
         for ext in ("csv", "md", "tex"):
             assert (tables / f"{name}.{ext}").stat().st_size > 0
-    for name in ("verdict_summary", "device_comparison", "excluded_cells", "run_status", "synthetic_all",
+    assert (tables / "claim_summary.md").stat().st_size > 0
+    for name in ("claim_summary", "device_comparison", "excluded_cells", "run_status", "synthetic_all",
                  "vae_metrics", "vae_variance"):
         assert (tables / f"{name}.csv").exists()
     for fig in FIGURES:
         for ext in ("png", "pdf"):
             assert (tiny / "results" / "tiny" / "figures" / f"{fig}.{ext}").stat().st_size > 1000
     claim = pd.read_csv(tables / "variance_claim.csv")
-    assert {"setting", "estimator_id", "estimator_name", "estimator_label", "comparator", "variance_ratio",
-            "ci_low", "ci_high", "verdict"} <= set(claim.columns)
-    assert set(claim.verdict) <= {"yes", "no", "undecided", "missing"}
+    assert {"setting_label", "comparison", "estimator_id", "estimator_name", "estimator_label", "comparator_id",
+            "variance_ratio", "ci_low", "ci_high", "interval", "verdict", "n_seeds", "work_ratio", "equal_cost_ratio",
+            "mse_ratio", "comparator_bias_norm", "comparator_mse"} <= set(claim.columns)
+    assert set(claim.verdict) == {"undecided"} and set(claim.interval) == {"measurement_only"}  # one seed
     assert set(claim.source) == {"synthetic", "vae"}
+    assert set(claim.comparison) == {"reinforce_over_pathwise", "reinforce_over_relaxation"}
+    # only fair pairings: the VAE rows come from the shared checkpoints, none from own runs
+    assert set(claim[claim.source == "vae"].stage) == {"start", "middle", "late"}
+    relaxed = claim[claim.comparison == "reinforce_over_relaxation"]
+    assert (relaxed.comparator_bias_norm > 0).all() and relaxed.mse_ratio.notna().all()
 
 
 def test_tables_agree_with_the_raw_csvs(tiny):
@@ -64,7 +71,7 @@ def test_tables_agree_with_the_raw_csvs(tiny):
            for est in ("pathwise", "reinforce")}
     pick = lambda f: f[(f.problem == "dimension") & (f.dim == 10) & (f.parameter == "loc") & (f.n_samples == 1)]  # noqa: E731
     expected = float(pick(raw["reinforce"]).total_variance.iloc[0] / pick(raw["pathwise"]).total_variance.iloc[0])
-    row = claim[(claim.problem == "dimension") & (claim.setting_json == '{"dim": 10}') & (claim.parameter == "loc")
+    row = claim[(claim.problem == "dimension") & (claim.setting == '{"dim": 10}') & (claim.parameter == "loc")
                 & (claim.n_samples == 1) & (claim.estimator_id == "reinforce")]
     assert len(row) == 1 and row.variance_ratio.iloc[0] == pytest.approx(expected, rel=1e-9)
     assert row.ci_low.iloc[0] <= expected <= row.ci_high.iloc[0]
@@ -149,7 +156,7 @@ def test_a_changed_setting_reruns_exactly_its_jobs_and_they_complete(tiny, tmp_p
     work = tmp_path / "changed"
     shutil.copytree(tiny, work, symlinks=True)
     config = yaml.safe_load((work / "config" / "tiny.yaml").read_text())
-    config["vae"]["estimators"]["reinforce_loo"]["baseline"] = "optimal"
+    config["vae"]["estimators"]["reinforce_loo"]["baseline"] = "weighted_leave_one_out"
     config["vae"]["settings"]["train"]["steps"] = 70
     (work / "config" / "changed.yaml").write_text(yaml.safe_dump(config))
     plan = _snakemake(work, "--configfile", "config/changed.yaml", "-n").stdout
@@ -160,5 +167,25 @@ def test_a_changed_setting_reruns_exactly_its_jobs_and_they_complete(tiny, tmp_p
     assert set(status.status) == {"completed"} and set(status.step) == {70}
     elbo = pd.read_csv(work / "results" / "tiny" / "tables" / "elbo_table.csv")
     assert set(elbo.final_step) == {70}
-    assert "reinforce(baseline='optimal')" in set(elbo.estimator_label)
+    assert "reinforce(baseline='weighted_leave_one_out')" in set(elbo.estimator_label)
     assert list((work / "results" / "tiny" / "vae" / "runs").rglob("checkpoints.stale-*"))
+
+
+def test_a_diverged_run_is_missing_with_its_reason_not_dropped(tmp_path):
+    workdir = _workdir(tmp_path)
+    config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
+    config["vae"]["settings"]["fault"] = {"nan_at_step": 45}       # every run diverges after the middle checkpoint
+    config["synthetic"]["settings"]["problems"] = {"dimension": {"dims": [1]}}
+    (workdir / "config" / "diverging.yaml").write_text(yaml.safe_dump(config))
+    _snakemake(workdir, "--configfile", "config/diverging.yaml")
+    tables = workdir / "results" / "tiny" / "tables"
+    claim = pd.read_csv(tables / "variance_claim.csv")
+    vae = claim[claim.source == "vae"]
+    late = vae[vae.stage == "late"]
+    assert len(late) and set(late.verdict) == {"missing"}
+    assert set(late.reason) == {"seed 0: host run diverged at step 45"}
+    assert set(vae[vae.stage != "late"].verdict) == {"undecided"}
+    elbo = pd.read_csv(tables / "elbo_table.csv")
+    assert (elbo.n_diverged == 1).all() and (elbo.n_seeds == 0).all() and elbo.neg_elbo_mean.isna().all()
+    status = pd.read_csv(tables / "run_status.csv")
+    assert set(status.status) == {"diverged"} and set(status.step) == {45}

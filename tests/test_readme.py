@@ -1,6 +1,7 @@
 """Every README snippet runs as written, and the worked example of adding an estimator works end to end."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -53,7 +54,8 @@ def test_command_line_snippets_run(tmp_path):
         assert res.returncode == 0, res.stderr[-3000:]
     assert len(pd.read_csv(work / "results/demo/synthetic/synthetic.csv"))
     shared = pd.read_csv(work / "results/demo/loo.csv")
-    assert set(shared.measured_n_samples) == {2, 4} and set(shared.estimator_id) == {"reinforce_loo"}
+    assert set(shared.estimator_id) == {"reinforce_loo", "gumbel"}
+    assert set(shared[shared.estimator_id == "reinforce_loo"].measured_n_samples) == {2, 4}
 
 
 def test_estimator_table_says_what_the_declarations_say():
@@ -78,13 +80,26 @@ def test_adding_an_estimator_takes_one_file_and_one_config_line(tmp_path):
     for target in ("results/tiny/synthetic/cpu/seed0/fixed_b1/synthetic.csv",
                    "results/tiny/vae/runs/digits/gaussian/fixed_b1/s2/cpu/seed0/status.json",
                    "results/tiny/vae/runs/digits/categorical/fixed_b1/s2/cpu/seed0/status.json",
-                   "results/tiny/vae/shared_checkpoints/digits/gaussian/cpu/seed0/fixed_b1/variance.csv"):
+                   "results/tiny/vae/shared_checkpoints/digits/gaussian/cpu/seed0/variance.csv"):
         assert target in plan.stdout
     targets = ["results/tiny/synthetic/cpu/seed0/fixed_b1/synthetic.csv",
-               "results/tiny/vae/runs/digits/categorical/fixed_b1/s2/cpu/seed0/status.json"]
+               "results/tiny/vae/runs/digits/categorical/fixed_b1/s2/cpu/seed0/status.json",
+               "results/tiny/vae/shared_checkpoints/digits/gaussian/cpu/seed0/variance.csv"]
     res = subprocess.run([*snakemake, *targets], cwd=work, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     synthetic = pd.read_csv(work / targets[0])
     assert set(synthetic.estimator_id) == {"fixed_b1"} and set(synthetic.estimator_name) == {"fixed_baseline"}
     assert set(synthetic.problem) == {"mohamed_cos", "dimension", "bernoulli_toy"}
     assert '"status": "completed"' in (work / targets[1]).read_text()
+    shared = pd.read_csv(work / targets[2])
+    assert "fixed_b1" in set(shared.estimator_id)
+    assert "fixed_b1" in {e["id"] for e in json.loads((work / targets[2]).with_name("config.json").read_text())["estimators"]}
+
+
+def test_the_readme_shows_the_committed_default_answer():
+    from experiments import snapshot
+
+    committed = ROOT / "results" / "default" / "tables" / "claim_summary.md"
+    assert (ROOT / "results" / "default" / "figures" / "claim.png").stat().st_size > 10_000
+    assert snapshot.readme_block("default", README) == committed.read_text().strip()
+    assert "commit:" in (ROOT / "results" / "default" / "SNAPSHOT.md").read_text()

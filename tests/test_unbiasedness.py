@@ -13,7 +13,7 @@ UNBIASED_CONFIGS = {
     "reinforce": ("reinforce", {"baseline": "none"}),
     "reinforce_ma": ("reinforce", {"baseline": "moving_average", "decay": 0.9}),
     "reinforce_loo": ("reinforce", {"baseline": "leave_one_out"}),
-    "reinforce_opt": ("reinforce", {"baseline": "optimal"}),
+    "reinforce_wloo": ("reinforce", {"baseline": "weighted_leave_one_out"}),
     "exact": ("exact", {}),
 }
 N_SAMPLES = 4

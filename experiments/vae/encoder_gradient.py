@@ -41,34 +41,44 @@ class ReferenceGradient:
     kind: str          # "exact" or "mc"
 
 
-def _build(model: VAE, x: Tensor):
+def _build(model: VAE, x: Tensor, kl: str):
     def build(*_params):
         q = model.posterior(x)
-        return model.elbo_integrand(x, q), q
+        f, exact_term = model.objective(x, q, kl)
+        return f, q, exact_term
     return build
 
 
 def encoder_gradient_estimates(model: VAE, x: Tensor, est, *, n_samples: int, n_estimates: int,
                                generator, reference: ReferenceGradient | None = None,
-                               baseline_net: BaselineNet | None = None) -> VarianceResult:
+                               baseline_net: BaselineNet | None = None, kl: str = "exact",
+                               target_rse: float | None = None, max_estimates: int | None = None) -> VarianceResult:
+    """``n_estimates`` estimates of the encoder gradient; with ``target_rse``, more (up to ``max_estimates``)
+    until the total variance's relative standard error reaches it."""
     kwargs = {}
     if baseline_net is not None and est.name == "reinforce":
         with torch.no_grad():
             kwargs["learned_baseline"] = baseline_net(x)
-    return estimators.measure_variance(
-        est, _build(model, x), list(model.encoder.parameters()), n_estimates=n_estimates,
-        n_samples=n_samples, generator=generator,
-        reference=None if reference is None else reference.gradient, **kwargs,
-    )
+
+    def measure(n):
+        return estimators.measure_variance(
+            est, _build(model, x, kl), list(model.encoder.parameters()), n_estimates=n, n_samples=n_samples,
+            generator=generator, reference=None if reference is None else reference.gradient, **kwargs)
+
+    if target_rse is None:
+        return measure(n_estimates)
+    return estimators.measure_until(measure, n_estimates, target_rse, max_estimates or n_estimates)
 
 
 def reference_gradient(model: VAE, x: Tensor, generator, cfg: ReferenceGradientSettings) -> ReferenceGradient:
+    """The encoder gradient of the minibatch ELBO: exact by enumeration, or a high-sample estimate."""
     params = list(model.encoder.parameters())
     if model.latent.support_size <= cfg.max_support:
         exact = estimators.get("exact", max_support=cfg.max_support)
         q = model.posterior(x)
-        out = exact(model.elbo_integrand(x, q), q)
-        grads = torch.autograd.grad(out.surrogate, params)
+        f, exact_term = model.objective(x, q)
+        out = exact(f, q)
+        grads = torch.autograd.grad(out.surrogate + exact_term, params)
         flat = torch.cat([g.reshape(-1) for g in grads]).detach().to("cpu", torch.float64)
         return ReferenceGradient(flat, torch.zeros_like(flat), "exact")
     est = estimators.get("pathwise") if model.latent.family == "gaussian" else \

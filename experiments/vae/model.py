@@ -4,10 +4,14 @@ ELBO per data point, with the KL to the prior in closed form (as Jang et al. 201
 latents):
 
 .. math::
-    \mathcal L(x) = \mathbb E_{q_\phi(z|x)}[\log p_\theta(x|z)] - \mathrm{KL}(q_\phi(z|x)\,\|\,p(z)),
+    \mathcal L(x) = \mathbb E_{q_\phi(z|x)}[\log p_\theta(x|z)] - \mathrm{KL}(q_\phi(z|x)\,\|\,p(z)).
 
-so the estimator's integrand is :math:`f(z) = \log p_\theta(x|z) - \mathrm{KL}`, which depends on
-:math:`\phi` directly through the KL (the estimator contract's total derivative handles it). Priors:
+``objective(x, q, kl)`` splits it for the estimators. With ``kl="exact"`` (the default) the estimator's
+integrand is :math:`f(z) = \log p_\theta(x|z)` and the KL's exact gradient is added directly, as the
+pathwise estimator in effect does; a score-function estimator then does not multiply its score by the
+KL, which is zero-mean noise since the KL does not depend on z. With ``kl="in_signal"`` the integrand is
+:math:`f(z) = \log p_\theta(x|z) - \mathrm{KL}` (the full ELBO as the learning signal): the same gradient
+in expectation, with more variance for REINFORCE. Priors:
 :math:`\mathcal N(0, I)`; Bernoulli(1/2) per bit; uniform over each categorical group's classes.
 Relaxed samples (Gumbel-softmax) enter the decoder as they are, hard samples as 0/1 or one-hot vectors.
 """
@@ -71,8 +75,18 @@ class VAE(nn.Module):
         # Bernoulli log-likelihood of binary x, written stably with logits.
         return -nn.functional.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
 
+    def objective(self, x: Tensor, q: Distribution, kl: str = "exact"):
+        """``(f, exact_term)``: the estimators' integrand ``[n, B, *event] -> [n, B]`` and the scalar added to
+        their surrogate, so that ``surrogate + exact_term`` estimates the minibatch ELBO (see the module)."""
+        if kl == "exact":
+            return (lambda z: self.log_likelihood(x, z)), -self.kl(q).sum()
+        if kl == "in_signal":
+            divergence = self.kl(q)
+            return (lambda z: self.log_likelihood(x, z) - divergence), torch.zeros((), device=x.device)
+        raise ValueError(f"unknown kl {kl!r}; valid: exact, in_signal")
+
     def elbo_integrand(self, x: Tensor, q: Distribution):
-        """f(z) = log p(x|z) - KL(q||p) for the estimators: ``[n, B, *event] -> [n, B]``."""
+        """f(z) = log p(x|z) - KL(q||p): ``[n, B, *event] -> [n, B]`` (evaluation)."""
         kl = self.kl(q)
         return lambda z: self.log_likelihood(x, z) - kl
 

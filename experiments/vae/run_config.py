@@ -66,10 +66,27 @@ class ReferenceGradientSettings:
 
 @dataclass(frozen=True)
 class VarianceSettings:
+    """Encoder-gradient variance at every ``every`` steps: estimates are drawn until the total variance's
+    relative standard error is at most ``target_rse``, from ``min_estimates`` up to ``max_estimates``."""
+
     every: int = 500            # 0: never
-    n_estimates: int = 50
+    min_estimates: int = 100
+    max_estimates: int = 1000
+    target_rse: float = 0.1
     batch_size: int = 100
     reference_gradient: ReferenceGradientSettings = field(default_factory=ReferenceGradientSettings)
+
+    def validate(self) -> None:
+        if not 2 <= self.min_estimates <= self.max_estimates:
+            raise ValueError("variance needs 2 <= min_estimates <= max_estimates")
+
+
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """How the ELBO is split for the estimators (``model.VAE.objective``): ``exact`` adds the KL's exact
+    gradient directly (the estimators see log p(x|z)); ``in_signal`` puts the KL into the learning signal."""
+
+    kl: Literal["exact", "in_signal"] = "exact"
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ class RunSettings:
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     variance: VarianceSettings = field(default_factory=VarianceSettings)
+    objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
     checkpoint_every: int = 100
     fault: FaultSettings = field(default_factory=FaultSettings)
 

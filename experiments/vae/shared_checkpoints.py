@@ -1,9 +1,9 @@
 """Protocol ``shared_checkpoints``: estimators measured at the same checkpoints of one training run.
 
-    python -m experiments.vae.shared_checkpoints --config JOB.json --out TABLE.csv
+    python -m experiments.vae.shared_checkpoints --config JOB.yaml --out TABLE.csv
 
-``JOB.json`` (written by the pipeline, or by hand) names the host run folder, the measured estimator entry
-and its samples per estimate; see ``JobConfig``. Each estimator is measured on the host run's snapshot
+``JOB.yaml`` (written by the pipeline, or by hand) names the host run folder and the measured estimator
+entries, each with its samples per estimate; see ``JobConfig``. Each estimator is measured on the host run's snapshot
 models (``checkpoints/step_N.pt``, written at its variance steps) with the run's evaluation minibatch and
 reference gradient, so differences between estimators are not differences between training trajectories.
 Stateful estimators are put where training would have them: a moving-average baseline is warmed up on the
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +29,7 @@ from ..cli import checked, job_arguments
 from ..estimator_spec import EstimatorSpec
 from ..io import write_csv_atomic
 from ..seeds import cell_seed
-from ..typed_config import parse
+from ..typed_config import ConfigError, parse
 from .encoder_gradient import encoder_gradient_estimates, reference_gradient, variance_row
 from .run_config import resolve
 from .train import Run
@@ -39,16 +39,23 @@ log = logging.getLogger("gradvar.vae.shared_checkpoints")
 
 @dataclass(frozen=True)
 class JobConfig:
-    """One measurement job: ``estimator`` (an entry with its ``id``) at every checkpoint of ``run``."""
+    """One measurement job: every entry of ``estimators`` (an estimator entry with its ``id`` and its
+    ``n_samples``, a list) at every checkpoint of ``run``."""
 
     run: str
-    estimator: dict
-    n_samples: list[int] = field(default_factory=lambda: [1])
+    estimators: list[dict]
     warmup_calls: int = 20
 
-    def validate(self) -> None:
-        if not self.n_samples or min(self.n_samples) < 1:
-            raise ValueError(f"n_samples must be a non-empty list of integers >= 1, got {self.n_samples}")
+    def specs(self) -> list[tuple[EstimatorSpec, list[int]]]:
+        out = []
+        for i, raw in enumerate(self.estimators):
+            entry = dict(raw)
+            samples = entry.pop("n_samples", [1])
+            if not isinstance(samples, list) or not samples or not all(isinstance(n, int) and n >= 1 for n in samples):
+                raise ConfigError(f"estimators[{i}].n_samples: expected a non-empty list of integers >= 1, got {samples!r}")
+            est_id = entry.pop("id", entry.get("name"))
+            out.append((EstimatorSpec.from_config(est_id, entry, f"estimators[{i}]", allow_latents=False), samples))
+        return out
 
 
 def why_not(spec: EstimatorSpec, run: Run, q, n_samples: int) -> str | None:
@@ -66,20 +73,22 @@ def _prepare(est, run: Run, x, step: int, warmup_calls: int) -> None:
         est.train()
         for _ in range(warmup_calls):
             q = run.model.posterior(x)
-            est(run.model.elbo_integrand(x, q), q, max(est.min_samples, 1), gen)
+            f, _ = run.model.objective(x, q, run.config.objective.kl)
+            est(f, q, max(est.min_samples, 1), gen)
     est.eval()
 
 
-def measure(run_dir: Path, specs: list[EstimatorSpec], n_samples_list: list[int],
+def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
             warmup_calls: int = 20) -> tuple[pd.DataFrame, list[dict]]:
-    """Rows for every (checkpoint, applicable spec, n_samples), and the combinations left out with why."""
+    """Rows for every (checkpoint, applicable spec, n_samples), and the combinations left out with why.
+    ``specs``: each estimator with the samples per estimate it is measured at."""
     config = resolve(json.loads((run_dir / "config.json").read_text()))
     run = Run(config, run_dir)
     vcfg = config.variance
     x = run.test_data[: vcfg.batch_size]
     q0 = run.model.posterior(x)
     cells, excluded = [], []
-    for spec in specs:
+    for spec, n_samples_list in specs:
         for n in n_samples_list:
             reason = why_not(spec, run, q0, n)
             if reason is None:
@@ -102,8 +111,10 @@ def measure(run_dir: Path, specs: list[EstimatorSpec], n_samples_list: list[int]
             gen = torch.Generator(device=run.device).manual_seed(
                 cell_seed(config.seed, "reference_run", step, est.describe(), spec.nvil, n_samples))
             res = encoder_gradient_estimates(run.model, x, est, n_samples=n_samples,
-                                             n_estimates=vcfg.n_estimates, generator=gen, reference=reference,
-                                             baseline_net=run.baseline_net if spec.nvil else None)
+                                             n_estimates=vcfg.min_estimates, generator=gen, reference=reference,
+                                             baseline_net=run.baseline_net if spec.nvil else None,
+                                             kl=run.config.objective.kl, target_rse=vcfg.target_rse,
+                                             max_estimates=vcfg.max_estimates)
             rows.append({**run.ids, **run.spec.columns("run_estimator"), **spec.columns(), "nvil": spec.nvil,
                          "step": step, "protocol": "shared_checkpoints", "measured_n_samples": n_samples,
                          **variance_row(res, reference)})
@@ -111,20 +122,20 @@ def measure(run_dir: Path, specs: list[EstimatorSpec], n_samples_list: list[int]
     return pd.DataFrame(rows), excluded
 
 
-def load_job(path: str) -> tuple[JobConfig, EstimatorSpec]:
+def load_job(path: str) -> tuple[JobConfig, list[tuple[EstimatorSpec, list[int]]]]:
     with open(path) as fh:
         job = parse(JobConfig, yaml.safe_load(fh))
-    entry = dict(job.estimator)
-    return job, EstimatorSpec.from_config(entry.pop("id", entry.get("name")), entry, "estimator", allow_latents=False)
+    return job, job.specs()
 
 
 def main(argv=None) -> None:
     ap, args = job_arguments("Measure an estimator at every checkpoint of one run",
                              "job config, YAML or JSON (see JobConfig)", "CSV to write", argv)
-    job, spec = checked(ap, load_job, args.config)
-    frame, excluded = measure(Path(job.run), [spec], job.n_samples, job.warmup_calls)
+    job, specs = checked(ap, load_job, args.config)
+    frame, excluded = measure(Path(job.run), specs, job.warmup_calls)
     if excluded:
-        ap.exit(2, "not applicable: " + "; ".join(f"n_samples={e['n_samples']}: {e['reason']}" for e in excluded) + "\n")
+        ap.exit(2, "not applicable: " + "; ".join(f"{e['estimator_id']} with n_samples={e['n_samples']}: "
+                                                   f"{e['reason']}" for e in excluded) + "\n")
     write_csv_atomic(frame, args.out)
     log.info("wrote %d rows to %s", len(frame), args.out)
 

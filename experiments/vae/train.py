@@ -181,8 +181,10 @@ class Run:
         x = self.batch(self.step)
         q = self.model.posterior(x)
         kwargs = {"learned_baseline": self.baseline_net(x)} if self.baseline_net is not None else {}
-        out = self.est(self.model.elbo_integrand(x, q), q, int(self.config.n_samples), self.gen, **kwargs)
-        loss = -out.surrogate / x.shape[0]
+        f, exact_term = self.model.objective(x, q, self.config.objective.kl)
+        out = self.est(f, q, int(self.config.n_samples), self.gen, **kwargs)
+        elbo = out.surrogate + exact_term
+        loss = -elbo / x.shape[0]
         if out.baseline_loss is not None:
             loss = loss + out.baseline_loss / x.shape[0]
         if self.config.fault.nan_at_step == self.step:
@@ -194,7 +196,7 @@ class Run:
         self.opt.step()
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise Diverged(f"parameters became non-finite at step {self.step}")
-        return float(-out.surrogate.detach()) / x.shape[0]
+        return float(-elbo.detach()) / x.shape[0]
 
     # --- evaluation ----------------------------------------------------------------------------
     def _eval_gen(self, *tag) -> torch.Generator:
@@ -229,8 +231,10 @@ class Run:
         x = self.test_data[: int(cfg.batch_size)]
         reference = reference_gradient(self.model, x, self._eval_gen("reference"), cfg.reference_gradient)
         res = encoder_gradient_estimates(self.model, x, self.est, n_samples=int(self.config.n_samples),
-                                         n_estimates=int(cfg.n_estimates), generator=self._eval_gen("variance"),
-                                         reference=reference, baseline_net=self.baseline_net)
+                                         n_estimates=cfg.min_estimates, generator=self._eval_gen("variance"),
+                                         reference=reference, baseline_net=self.baseline_net,
+                                         kl=self.config.objective.kl, target_rse=cfg.target_rse,
+                                         max_estimates=cfg.max_estimates)
         self.variance.append({**self.ids, "step": self.step, "protocol": "own_run",
                               **self.spec.columns("run_estimator"), "measured_n_samples": int(self.config.n_samples),
                               **variance_row(res, reference)})

@@ -16,7 +16,8 @@ rule aggregate:
         claim=report(f"{R}/tables/variance_claim.csv", caption="../report/variance_claim.rst", category="Tables"),
         claim_md=f"{R}/tables/variance_claim.md",
         claim_tex=f"{R}/tables/variance_claim.tex",
-        summary=report(f"{R}/tables/verdict_summary.csv", caption="../report/verdict_summary.rst", category="Tables"),
+        summary=report(f"{R}/tables/claim_summary.csv", caption="../report/claim_summary.rst", category="Tables"),
+        summary_md=f"{R}/tables/claim_summary.md",
         elbo=report(f"{R}/tables/elbo_table.csv", caption="../report/elbo_table.rst", category="Tables"),
         elbo_md=f"{R}/tables/elbo_table.md",
         elbo_tex=f"{R}/tables/elbo_table.tex",
@@ -27,7 +28,7 @@ rule aggregate:
     log:
         f"{LOGS}/aggregate.log",
     params:
-        threshold=config["claim_threshold"],
+        threshold=config["claim"]["threshold"],
         devices=sorted({job.device for job in PLAN.synthetic_jobs + PLAN.vae_runs}),
     conda:
         "../envs/gradvar.yaml"
@@ -48,7 +49,7 @@ rule figure:
     params:
         figure=lambda wildcards: wildcards.figure,
         caption=figure_caption,
-        threshold=config["claim_threshold"],
+        threshold=config["claim"]["threshold"],
     conda:
         "../envs/gradvar.yaml"
     script:

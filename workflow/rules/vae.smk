@@ -21,14 +21,15 @@ rule vae_train:
 
 
 rule vae_shared_checkpoints:
-    """Protocol shared_checkpoints: one estimator measured at the checkpoints of the latent's host run."""
+    """Protocol shared_checkpoints: every applicable estimator measured at the checkpoints of a latent's
+    host run."""
     input:
-        config=f"{R}/vae/shared_checkpoints/{{dataset}}/{{latent}}/{{device}}/seed{{seed}}/{{estimator}}/config.json",
+        config=f"{R}/vae/shared_checkpoints/{{dataset}}/{{latent}}/{{device}}/seed{{seed}}/config.json",
         host=host_run_status,
     output:
-        table=f"{R}/vae/shared_checkpoints/{{dataset}}/{{latent}}/{{device}}/seed{{seed}}/{{estimator}}/variance.csv",
+        table=f"{R}/vae/shared_checkpoints/{{dataset}}/{{latent}}/{{device}}/seed{{seed}}/variance.csv",
     log:
-        f"{LOGS}/vae_shared_checkpoints/{{dataset}}/{{latent}}/{{device}}/seed{{seed}}/{{estimator}}.log",
+        f"{LOGS}/vae_shared_checkpoints/{{dataset}}/{{latent}}/{{device}}/seed{{seed}}.log",
     resources:
         gpu=lambda wildcards: 1 if wildcards.device.startswith("cuda") else 0,
     conda:

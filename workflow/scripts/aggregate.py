@@ -7,7 +7,7 @@ import pandas as pd
 
 from experiments import aggregate as agg
 from experiments.io import atomic_write_text, write_csv_atomic
-from experiments.plan import EXCLUSION_COLUMNS, make_plan
+from experiments.plan import EXCLUSION_COLUMNS, checkpoint_steps, make_plan
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
@@ -33,6 +33,10 @@ def write_table(frame, csv, md=None, tex=None):
         atomic_write_text(tex, frame.to_latex(index=False, float_format="%.4g") if not frame.empty else "% empty\n")
 
 
+plan = make_plan(sm.config, list(sm.params.devices))
+seeds = [int(s) for s in sm.config["seeds"]]
+threshold = float(sm.params.threshold)
+
 synth = read_all(sm.input.synthetic)
 skipped = read_all(sm.input.skipped)
 metrics = read_all(sm.input.metrics)
@@ -40,23 +44,37 @@ own = read_all(sm.input.variance)
 shared = read_all(sm.input.shared)
 variance = pd.concat([f for f in (own, shared) if not f.empty], ignore_index=True) if len(own) + len(shared) else pd.DataFrame()
 
+latent_ids = {}
+hosts = {job.host for job in plan.shared_jobs}
 status_rows = []
-for path in sm.input.status:
-    status = json.loads(Path(path).read_text())
-    status_rows.append({"run": str(Path(path).parent), **status})
-run_status = pd.DataFrame(status_rows, columns=["run", "status", "step", "message"])
+for run in plan.vae_runs:
+    config = plan.job_config(run.path)
+    status = json.loads(Path(f"{plan.results}/{run.path}/status.json").read_text())
+    latent = config["latent"]
+    label = (f"categorical({latent['groups']}x{latent['classes']})" if latent["family"] == "categorical"
+             else f"{latent['family']}({latent['dim']})")
+    latent_ids[label] = run.latent_id
+    status_rows.append({"run": f"{plan.results}/{run.path}", "dataset": run.dataset, "latent_id": run.latent_id,
+                        "latent": label, "estimator_id": run.estimator_id, "n_samples": run.n_samples,
+                        "device": run.device, "seed": run.seed, "host": run in hosts, "status": status["status"],
+                        "step": status["step"], "message": status.get("message", "")})
+run_status = pd.DataFrame(status_rows, columns=["run", "dataset", "latent_id", "latent", "estimator_id", "n_samples",
+                                                "device", "seed", "host", "status", "step", "message"])
+final_steps = {(h.dataset, h.latent_id): (checkpoint_steps(plan.job_config(h.path)) or [0])[-1] for h in hosts}
 
 # What the plan left out, then what each synthetic job found inapplicable (per problem setting).
-plan = make_plan(sm.config, list(sm.params.devices))
 excluded = pd.DataFrame([vars(e) for e in plan.excluded], columns=EXCLUSION_COLUMNS)
 if not skipped.empty:
     syn = skipped.assign(experiment="synthetic", setting=skipped["problem"] + " " + skipped["setting"])
     excluded = pd.concat([excluded, syn[EXCLUSION_COLUMNS].drop_duplicates()], ignore_index=True)
 
-threshold = float(sm.params.threshold)
-claim = agg.claim_table(agg.synthetic_claim(synth, threshold) if not synth.empty else pd.DataFrame(),
-                        agg.vae_claim(variance, threshold=threshold) if not variance.empty else pd.DataFrame())
-elbo = agg.elbo_table(metrics) if not metrics.empty else pd.DataFrame()
+declared = pd.DataFrame(plan.claim_rows)
+by_source = {s: declared[declared["source"] == s].drop(columns="source").dropna(axis=1, how="all")
+             for s in ("synthetic", "vae")} if len(declared) else {"synthetic": pd.DataFrame(), "vae": pd.DataFrame()}
+claim = agg.claim_table(agg.synthetic_claim(synth, by_source["synthetic"], threshold, seeds),
+                        agg.vae_claim(variance, by_source["vae"], threshold, seeds, final_steps, latent_ids, run_status))
+summary = agg.claim_summary(claim, threshold)
+elbo = agg.elbo_table(metrics, run_status)
 cost = agg.cost_table(metrics, variance, synth)
 devices = agg.device_comparison(synth, metrics, variance)
 
@@ -66,10 +84,10 @@ write_csv_atomic(variance, sm.output.vae_variance)
 write_csv_atomic(run_status, sm.output.run_status)
 write_csv_atomic(excluded, sm.output.excluded)
 write_table(claim, sm.output.claim, sm.output.claim_md, sm.output.claim_tex)
-write_csv_atomic(agg.verdict_summary(claim), sm.output.summary)
+write_table(summary, sm.output.summary, sm.output.summary_md)
 write_table(elbo, sm.output.elbo, sm.output.elbo_md, sm.output.elbo_tex)
 write_table(cost, sm.output.cost, sm.output.cost_md, sm.output.cost_tex)
 write_csv_atomic(devices, sm.output.devices)
 not_completed = run_status[run_status.status != "completed"]
-log.info("aggregated %d synthetic rows, %d VAE runs (%d not completed), %d claim rows",
-         len(synth), len(run_status), len(not_completed), len(claim))
+log.info("aggregated %d synthetic rows, %d VAE runs (%d not completed), %d claim rows (%s)", len(synth),
+         len(run_status), len(not_completed), len(claim), claim["verdict"].value_counts().to_dict() if len(claim) else {})
