@@ -28,6 +28,7 @@ wildcard_constraints:
     latent=ID_PATTERN,
     dataset=DATASET_PATTERN,
     figure="|".join(FIGURES),
+    table="|".join(TABLES),
 
 
 localrules:
@@ -47,4 +48,5 @@ rule all:
         elbo=f"{R}/tables/elbo_table.csv",
         cost=f"{R}/tables/cost_table.csv",
         figures=expand(f"{R}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["png", "pdf"]),
+        tables=expand(f"{R}/tables/{{table}}.html", table=TABLES),
     default_target: True

@@ -20,11 +20,32 @@ from . import claim as claim_mod
 #: The identification columns of an estimator in every table.
 ESTIMATOR_COLUMNS = ["estimator_id", "estimator_name", "estimator_label"]
 SYNTHETIC_SETTING = ["problem", "setting", "parameter", "n_samples", "device"]
+ELBO_COLUMNS = ["dataset", "latent_family", "latent", *ESTIMATOR_COLUMNS, "n_samples", "device", "neg_elbo_mean",
+                "neg_elbo_sd", "n_seeds", "n_runs", "n_diverged", "final_step", "jang2017_column", "jang2017_neg_elbo"]
+DEVICE_COLUMNS = ["source", "cell", "device_a", "device_b", "seconds_a", "seconds_b", "speedup_b_over_a", "variance_a",
+                  "variance_b", "variance_z", "variances_agree"]
 VAE_SETTING = ["dataset", "latent_id", "stage", "samples", "device"]
 CLAIM_FIRST = ["source", "family", "setting_label", "comparison", *ESTIMATOR_COLUMNS, "comparator_id",
                "comparator_name", "comparator_label", "variance_ratio", "ci_low", "ci_high", "interval", "verdict",
                "n_seeds", "missing_seeds", "reason", "work_ratio", "equal_cost_ratio", "mse_ratio", "mse_ci_low",
                "mse_ci_high", "estimator_bias_norm", "estimator_mse", "comparator_bias_norm", "comparator_mse"]
+
+#: The study's tables, in report order, with their captions: the one list the aggregation rule, the
+#: report (each rendered inline as HTML) and the tests read. results/README.md documents every column.
+TABLES: dict[str, str] = {
+    "claim_summary": "The claim in at most 40 rows: per family of settings (a synthetic problem, or a VAE latent under the shared-checkpoints protocol), declared comparison and estimator, at its smallest number of samples: the range of the variance ratio over the family's settings, the verdict counts, and where the claim holds.",
+    "variance_claim": "Variance claim, one row per declared comparison (config `claim.comparisons`) and setting: the estimator's gradient variance over the comparator's, geometric mean over seeds with a 95% t-interval over seeds (fewer than 3 seeds: measurement-only interval, verdict undecided). Verdict against the threshold: yes / no / undecided, and missing (with the reason) where a declared row has no measurement. Also the work-normalized and equal-cost ratios and, for biased comparators, their bias and MSE and the MSE ratio. Synthetic cells and shared checkpoints only: own-run measurements compare different networks.",
+    "elbo_table": '-ELBO on the test set at the end of training (mean and standard deviation over seeds), in the layout of Jang et al. 2017 Table 1, with their binarized-MNIST numbers beside ours where the estimator matches (their SF, ST, Gumbel-S., ST Gumbel-S.). Comparable only for the paper config (binarized MNIST and the jang2017 presets).',
+    "cost_table": 'Cost: seconds per VAE training step, seconds per gradient estimate, and work-normalized variance (variance x seconds) per estimator and device; synthetic rows give the median over problems.',
+    "device_comparison": "The same cell on two devices: time ratio, and whether the measured variances agree within "
+                         "3 combined standard errors (header only in a one-device study).",
+    "excluded_cells": "Combinations the study does not run, with the reason given by Estimator.why_not.",
+    "run_status": "Every VAE run: completed or diverged, with the step reached.",
+    "synthetic_all": "Every synthetic measurement: bias, variance with its standard error, MSE, SNR and cost per "
+                     "(problem, setting, parameter, estimator, n_samples, seed).",
+    "vae_metrics": "Train and test ELBO and the test IWAE bound of every VAE run at its evaluation steps.",
+    "vae_variance": "Every encoder-gradient variance measurement: own-run and shared-checkpoints protocols.",
+}
 
 # Jang et al. 2017, Table 1: -ELBO on binarized MNIST (nats), VAE with Bernoulli or categorical latents.
 JANG2017_TABLE1 = {
@@ -55,7 +76,7 @@ def synthetic_claim(synth: pd.DataFrame, declared: pd.DataFrame, threshold: floa
     out = _with_equal_cost(measured, out, SYNTHETIC_SETTING, "n_samples")
     out.insert(0, "source", "synthetic")
     out.insert(1, "family", out["problem"])
-    out.insert(2, "setting_label", [f"{p}: {_describe(s)}, {q}, S={n}" for p, s, q, n in
+    out.insert(2, "setting_label", [f"{p}: {_describe(s)}, {q}, S={int(n)}" for p, s, q, n in
                                     zip(out["problem"], out["setting"], out["parameter"], out["n_samples"])])
     return out
 
@@ -89,7 +110,7 @@ def vae_claim(variance: pd.DataFrame, declared: pd.DataFrame, threshold: float, 
     out = _with_equal_cost(shared, out, VAE_SETTING, "samples") if len(shared) else out.assign(equal_cost_ratio=math.nan)
     out.insert(0, "source", "vae")
     out.insert(1, "family", "vae " + out["latent_id"].astype(str))
-    out.insert(2, "setting_label", [f"{d}, {l}, {st}, S={n}" for d, l, st, n in
+    out.insert(2, "setting_label", [f"{d}, {l}, {st}, S={int(n)}" for d, l, st, n in
                                     zip(out["dataset"], out["latent_id"], out["stage"], out["samples"])])
     return out
 
@@ -106,94 +127,86 @@ def claim_table(synthetic: pd.DataFrame, vae: pd.DataFrame) -> pd.DataFrame:
     return both[CLAIM_FIRST + [c for c in both.columns if c not in CLAIM_FIRST]]
 
 
-STATEMENT_AXES = {"mohamed_quadratic": "k", "mohamed_exp": "k", "mohamed_cos": "k", "dimension": "dim",
-                  "bernoulli_toy": "setting", "categorical_toy": "setting", "gamma": "setting"}
+STATEMENT_AXES = {"mohamed_quadratic": "k", "mohamed_exp": "k", "mohamed_cos": "k", "dimension": "dim"}
+STAGE_ORDER = {"start": 0, "early": 1, "middle": 2, "late": 3}
 
 
-def _axis(rows: pd.DataFrame) -> pd.Series:
-    if rows["source"].iloc[0] == "vae":
-        order = {"start": 0, "early": 1, "middle": 2, "late": 3}
-        return rows["stage"].map(lambda s: (order.get(s, 9), s))
-    key = STATEMENT_AXES.get(rows["family"].iloc[0], "setting")
-    values = rows["setting"].map(json.loads)
-    return values.map(lambda v: v.get(key) if key != "setting" else json.dumps(v, sort_keys=True))
+def _where(row) -> str:
+    """A setting in a few characters: ``k=1.5``, ``dim=10, t=0.45``, ``late``."""
+    if row["source"] == "vae":
+        return str(row["stage"])
+    return ", ".join(f"{k}={v}" for k, v in json.loads(row["setting"]).items())
 
 
-def _label(value) -> str:
-    return value[1] if isinstance(value, tuple) else str(value)
+def _order(row):
+    if row["source"] == "vae":
+        return (STAGE_ORDER.get(row["stage"], 9),)
+    return tuple(json.loads(row["setting"]).values())
 
 
 def family_statement(rows: pd.DataFrame, threshold: float) -> str:
     """One sentence on where the claim holds in a family of settings (``rows``: one comparison, one
-    estimator, several settings)."""
-    rows = rows.assign(axis=_axis(rows)).sort_values("axis")
-    decided = rows[rows["verdict"].isin(["yes", "no"])]
-    holds = rows[rows["verdict"] == "yes"]
-    below_one = rows[rows["ci_high"] < 1]
-    parts = []
+    estimator and comparator, several settings)."""
+    rows = rows.assign(where=[_where(r) for r in rows.to_dict("records")],
+                       order=[_order(r) for r in rows.to_dict("records")]).sort_values("order")
     if rows["verdict"].eq("missing").all():
         return "no measurement: " + "; ".join(sorted(set(rows["reason"].dropna()) - {""}))
+    holds = rows[rows["verdict"] == "yes"]
+    axis = STATEMENT_AXES.get(rows["family"].iloc[0])
     if holds.empty:
-        parts.append(f"the interval lies above {threshold:g} nowhere" + (" decided" if not decided.empty else ""))
+        parts = [f"below {threshold:g} everywhere" if rows["verdict"].isin(["no", "missing"]).all()
+                 else f"above {threshold:g} nowhere"]
+    elif axis and rows.loc[rows["order"] >= holds["order"].min(), "verdict"].eq("yes").all():
+        parts = [f"above {threshold:g} from {holds['where'].iloc[0]} on"]
     else:
-        where = [_label(a) for a in holds["axis"]]
-        axis = "stage" if rows["source"].iloc[0] == "vae" else STATEMENT_AXES.get(rows["family"].iloc[0], "setting")
-        if axis in ("k", "dim") and len(holds) and holds["axis"].min() == rows.loc[rows["verdict"] == "yes", "axis"].min():
-            first = holds["axis"].min()
-            tail = rows[rows["axis"] >= first]
-            if tail["verdict"].eq("yes").all():
-                parts.append(f"above {threshold:g} from {axis}={_label(first)} on")
-            else:
-                parts.append(f"above {threshold:g} at {axis} in {{{', '.join(where)}}}")
-        else:
-            parts.append(f"above {threshold:g} at {', '.join(where)}")
-    if not below_one.empty:
-        parts.append("the estimator has lower variance than the comparator (interval below 1) at "
-                     + ", ".join(_label(a) for a in below_one["axis"]))
-    undecided = int((rows["verdict"] == "undecided").sum())
-    if undecided:
-        parts.append(f"{undecided} undecided")
+        parts = [f"above {threshold:g} at {'; '.join(holds['where'])}"]
+    beats = rows[rows["ci_high"] < 1]
+    if len(beats):
+        parts.append(f"the estimator beats its comparator (ratio < 1) at {'; '.join(beats['where'])}")
+    for verdict in ("undecided", "missing"):
+        n = int((rows["verdict"] == verdict).sum())
+        if n:
+            parts.append(f"{n} {verdict}")
     return "; ".join(parts)
 
 
 def claim_summary(claim: pd.DataFrame, threshold: float, max_rows: int = 40) -> pd.DataFrame:
     """At most ``max_rows`` readable rows: per (family, comparison, estimator) at its smallest number of
-    samples, the range of the ratio over the family's settings, the verdict counts and a statement."""
+    samples (and the first parameter of a synthetic problem), the range of the ratio over the family's
+    settings, the verdict counts and where the claim holds."""
+    columns = ["family", "comparison", "estimator", "comparators", "samples", "settings", "ratio_range",
+               "verdicts", "statement", "seeds"]
     if claim.empty:
-        return pd.DataFrame(columns=["family", "comparison", "estimator", "comparators", "samples", "settings",
-                                     "ratio_range", "verdicts", "statement", "seeds"])
-    data = claim.assign(samples_=claim["n_samples"].fillna(claim.get("samples")) if "samples" in claim else claim["n_samples"])
-    keys = ["source", "family", "comparison", "estimator_label"]
+        return pd.DataFrame(columns=columns)
+    data = claim.assign(samples_=claim["n_samples"].fillna(claim["samples"]) if "samples" in claim else claim["n_samples"])
+    keys = ["source", "family", "comparison", "estimator_id"]
     if data.groupby(keys).ngroups > max_rows:
         keys = ["source", "family", "comparison"]
     rows = []
-    for key, group in data.groupby(keys, sort=False):
-        smallest = group["samples_"].min()
-        group = group[group["samples_"] == smallest]
-        if "parameter" in group and group["source"].iloc[0] == "synthetic":
-            first_param = group["parameter"].dropna().iloc[0] if group["parameter"].notna().any() else None
-            group = group[group["parameter"] == first_param] if first_param is not None else group
+    for _, group in data.groupby(keys, sort=False):
+        group = group[group["samples_"] == group["samples_"].min()]
+        if group["source"].iloc[0] == "synthetic":
+            group = group[group["parameter"] == group["parameter"].iloc[0]]
         valid = group[np.isfinite(group["variance_ratio"])]
-        counts = group["verdict"].value_counts()
         if len(valid):
             lo, hi = valid.loc[valid["variance_ratio"].idxmin()], valid.loc[valid["variance_ratio"].idxmax()]
-            ratio_range = f"{lo['variance_ratio']:.3g} ({lo['setting_label']}) to {hi['variance_ratio']:.3g} ({hi['setting_label']})"
+            ratio_range = f"{lo['variance_ratio']:.3g} ({_where(lo)}) to {hi['variance_ratio']:.3g} ({_where(hi)})"
         else:
             ratio_range = ""
-        statements = []
-        for comparator, rows_c in group.groupby("comparator_label", sort=False):
-            text = family_statement(rows_c, threshold)
-            statements.append(text if group["comparator_label"].nunique() == 1 else f"over {comparator}: {text}")
+        comparators = list(dict.fromkeys(group["comparator_id"]))
+        statements = [(f"over {c}: " if len(comparators) > 1 else "")
+                      + family_statement(group[group["comparator_id"] == c], threshold) for c in comparators]
+        counts = group["verdict"].value_counts()
         rows.append({
             "family": group["family"].iloc[0], "comparison": group["comparison"].iloc[0],
-            "estimator": group["estimator_label"].iloc[0] if "estimator_label" in keys else "all",
-            "comparators": ", ".join(group["comparator_label"].unique()),
-            "samples": int(smallest), "settings": int(group[["setting_label"]].drop_duplicates().shape[0]),
+            "estimator": group["estimator_id"].iloc[0] if "estimator_id" in keys else "all",
+            "comparators": ", ".join(comparators), "samples": int(group["samples_"].iloc[0]),
+            "settings": int(group.assign(w=[_where(r) for r in group.to_dict("records")])["w"].nunique()),
             "ratio_range": ratio_range,
             "verdicts": ", ".join(f"{v} {int(counts.get(v, 0))}" for v in claim_mod.VERDICTS if counts.get(v, 0)),
             "statement": " | ".join(statements), "seeds": int(group["n_seeds"].max()),
         })
-    return pd.DataFrame(rows).head(max_rows)
+    return pd.DataFrame(rows, columns=columns).head(max_rows)
 
 
 def elbo_table(metrics: pd.DataFrame, run_status: pd.DataFrame) -> pd.DataFrame:
@@ -202,7 +215,7 @@ def elbo_table(metrics: pd.DataFrame, run_status: pd.DataFrame) -> pd.DataFrame:
     the means; their last ELBO is not an end-of-training number."""
     test = metrics[(metrics["split"] == "test")] if len(metrics) else metrics
     if test.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=ELBO_COLUMNS)
     run_keys = ["dataset", "latent", "estimator_id", "n_samples", "device", "seed"]
     final = test.loc[test.groupby(run_keys)["step"].idxmax()]
     status = run_status[run_keys + ["status"]] if len(run_status) else pd.DataFrame(columns=run_keys + ["status"])
@@ -217,8 +230,7 @@ def elbo_table(metrics: pd.DataFrame, run_status: pd.DataFrame) -> pd.DataFrame:
     table["jang2017_column"] = table["estimator_name"].map(JANG_COLUMN)
     table["jang2017_neg_elbo"] = [JANG2017_TABLE1.get(f, {}).get(c, math.nan)
                                   for f, c in zip(table["latent_family"], table["jang2017_column"])]
-    first = [*cell, "neg_elbo_mean", "neg_elbo_sd", "n_seeds", "n_runs", "n_diverged", "final_step"]
-    return table[first + [c for c in table.columns if c not in first]]
+    return table[ELBO_COLUMNS]
 
 
 def cost_table(metrics: pd.DataFrame, variance: pd.DataFrame, synthetic: pd.DataFrame) -> pd.DataFrame:
@@ -238,7 +250,7 @@ def cost_table(metrics: pd.DataFrame, variance: pd.DataFrame, synthetic: pd.Data
         s = synthetic.groupby(["problem", *ESTIMATOR_COLUMNS, "n_samples", "device", "device_name"]) \
             [["seconds_per_estimate", "work_normalized_variance", "total_variance"]].median().reset_index()
         frames.append(s.assign(source="synthetic"))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["source", *ESTIMATOR_COLUMNS])
 
 
 def _agreement_rows(frame: pd.DataFrame, keys: list[str], seconds_col: str, source: str, z_tol: float) -> list[dict]:
@@ -281,4 +293,4 @@ def device_comparison(synthetic: pd.DataFrame, metrics: pd.DataFrame, variance: 
         last = metrics[metrics.split == "test"].sort_values("step").groupby(keys + ["device"]).tail(1)
         rows += _agreement_rows(last[keys + ["device", "seconds_per_step"]], keys, "seconds_per_step",
                                 "vae_training", z_tol)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=DEVICE_COLUMNS)

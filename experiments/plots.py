@@ -34,7 +34,7 @@ def mohamed_variance(synth: pd.DataFrame, n_samples: int | None = None) -> plt.F
         return _empty("Variance vs k (Mohamed et al. 2020 costs)")
     n = n_samples if n_samples is not None else int(data["n_samples"].min())
     data = data[data["n_samples"] == n].assign(cost=lambda d: d["problem"].map(MOHAMED))
-    grid = sns.relplot(data=data, x="k", y="mean_variance", hue="estimator_label", row="parameter", col="cost",
+    grid = sns.relplot(data=data, x="k", y="mean_variance", hue="estimator_id", row="parameter", col="cost",
                        kind="line", marker="o", errorbar=None, facet_kws={"sharex": False, "sharey": False},
                        height=2.8, aspect=1.2)
     grid.set(yscale="log")
@@ -51,7 +51,7 @@ def dimension_ratio(synth: pd.DataFrame, threshold: float) -> plt.Figure:
     keys = ["dim", "n_samples", "seed", "device"]
     ref = data[data["estimator_name"] == "pathwise"].set_index(keys)["mean_variance"]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for label, group in data[data["estimator_name"] == "reinforce"].groupby("estimator_label"):
+    for label, group in data[data["estimator_name"] == "reinforce"].groupby("estimator_id"):
         ratio = (group.set_index(keys)["mean_variance"] / ref).dropna().reset_index()
         summary = ratio.groupby("dim")["mean_variance"].agg(["mean", "min", "max"])
         ax.errorbar(summary.index, summary["mean"], yerr=[summary["mean"] - summary["min"], summary["max"] - summary["mean"]],
@@ -71,7 +71,7 @@ def vae_variance_over_training(variance: pd.DataFrame) -> plt.Figure:
     data = variance[variance["protocol"] == "own_run"] if not variance.empty else variance
     if data.empty:
         return _empty("VAE encoder-gradient variance over training")
-    grid = sns.relplot(data=data, x="step", y="log10_mean_variance", hue="estimator_label", col="latent",
+    grid = sns.relplot(data=data, x="step", y="log10_mean_variance", hue="estimator_id", col="latent",
                        row="dataset", kind="line", marker="o", errorbar=("pi", 100), height=3, aspect=1.2,
                        facet_kws={"sharey": False})
     grid.set_axis_labels("training step", "log10 mean variance")
@@ -82,7 +82,7 @@ def vae_variance_over_training(variance: pd.DataFrame) -> plt.Figure:
 def elbo_curves(metrics: pd.DataFrame) -> plt.Figure:
     if metrics.empty:
         return _empty("ELBO curves")
-    grid = sns.relplot(data=metrics, x="step", y="elbo", hue="estimator_label", style="split", col="latent",
+    grid = sns.relplot(data=metrics, x="step", y="elbo", hue="estimator_id", style="split", col="latent",
                        row="dataset", kind="line", errorbar=("pi", 100), height=3, aspect=1.2,
                        facet_kws={"sharey": False})
     grid.set_axis_labels("training step", "ELBO (nats)")
@@ -95,8 +95,8 @@ def work_normalized_variance(cost: pd.DataFrame) -> plt.Figure:
     if data.empty:
         return _empty("Work-normalized variance")
     data = data.assign(where=np.where(data["source"] == "vae", data.get("latent", ""), data.get("problem", "")))
-    fig, ax = plt.subplots(figsize=(8, 0.35 * data["estimator_label"].nunique() * data["where"].nunique() + 2))
-    sns.barplot(data=data, y="estimator_label", x="work_normalized_variance", hue="where", ax=ax, errorbar=None)
+    fig, ax = plt.subplots(figsize=(8, 0.35 * data["estimator_id"].nunique() * data["where"].nunique() + 2))
+    sns.barplot(data=data, y="estimator_id", x="work_normalized_variance", hue="where", ax=ax, errorbar=None)
     ax.set(xscale="log", xlabel="variance x seconds per estimate", ylabel="",
            title="Work-normalized variance (lower is better at equal compute)")
     ax.legend(fontsize=7)
@@ -108,7 +108,7 @@ def device_timings(cost: pd.DataFrame) -> plt.Figure:
     data = cost[cost["source"] == "vae"].dropna(subset=["seconds_per_step"]) if not cost.empty else cost
     if data.empty:
         return _empty("Seconds per training step by device")
-    data = data.assign(cell=data["latent"] + " / " + data["estimator_label"])
+    data = data.assign(cell=data["latent"] + " / " + data["estimator_id"])
     fig, ax = plt.subplots(figsize=(8, 0.4 * data["cell"].nunique() + 2))
     sns.barplot(data=data, y="cell", x="seconds_per_step", hue="device", ax=ax, errorbar=None)
     ax.set(xscale="log", xlabel="seconds per training step", ylabel="", title="VAE training cost by device")

@@ -5,6 +5,7 @@ import os
 
 from experiments import study_config
 from experiments.plan import make_plan
+from experiments.aggregate import TABLES
 from experiments.plots import FIGURE_TABLES, FIGURES
 from experiments.typed_config import ConfigError
 
@@ -78,3 +79,7 @@ def host_run_status(wildcards):
 
 def figure_caption(wildcards):
     return FIGURES[wildcards.figure].caption
+
+
+def table_caption(wildcards):
+    return TABLES[wildcards.table]
