@@ -2,15 +2,18 @@
 
 For each estimator on a fixed problem it prints gradient estimates per second (estimator call plus
 backward) and the ratio ours / plain (1.0 = no overhead). Then the speed of ``measure_variance``
-(vectorized and loop modes) against a naive Python loop of the plain estimator.
+(vectorized and loop modes) against a naive Python loop of the plain estimator. The two sides of a ratio
+are timed in interleaved rounds, and the ratio is printed as min / median / max over the rounds, so how
+noisy a number is shows next to it.
 
-    python benchmarks/bench_estimators.py [--device cpu|cuda] [--seconds 1.0]
+    python benchmarks/bench_estimators.py [--device cpu|cuda] [--seconds 0.3] [--rounds 5]
 
 Not a test: it asserts nothing, it prints numbers.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -128,7 +131,20 @@ def library_versions(device, gen, parts):
     }
 
 
-def bench_variance(device, gen, seconds):
+def interleaved(plain, ours, seconds: float, device, rounds: int) -> tuple[float, float, list[float]]:
+    """Median rates of both sides and the per-round ratios ours / plain, timed in alternation."""
+    p_rates, o_rates = [], []
+    for _ in range(rounds):
+        p_rates.append(timeit(plain, seconds, device))
+        o_rates.append(timeit(ours, seconds, device))
+    return statistics.median(p_rates), statistics.median(o_rates), [o / p for o, p in zip(o_rates, p_rates)]
+
+
+def _ratios(ratios: list[float]) -> str:
+    return f"{min(ratios):5.2f}x / {statistics.median(ratios):5.2f}x / {max(ratios):5.2f}x"
+
+
+def bench_variance(device, gen, seconds, rounds):
     """measure_variance vs a naive loop, on N(mu, I_D), f = sum z^2, R estimates of the mu-gradient."""
     dim, r = 10, 2000
     mu = torch.ones(dim, device=device, requires_grad=True)
@@ -158,18 +174,18 @@ def bench_variance(device, gen, seconds):
         "measure_variance vectorized": lambda: estimators.measure_variance(est, problem, [mu], n_estimates=r, n_samples=N_SAMPLES,
                                                           generator=gen, vectorize=True),
     }
-    base = timeit(naive, seconds, device) * r
-    print(f"\nmeasure_variance, REINFORCE, D={dim}, S={N_SAMPLES}, R={r} (estimates per second)")
-    print(f"  {'naive loop (plain torch)':32s} {base:12.0f}   1.00x")
+    print(f"\nmeasure_variance, REINFORCE, D={dim}, S={N_SAMPLES}, R={r} (estimates per second, medians; "
+          f"ratio to the naive plain-torch loop: min / median / max over {rounds} rounds)")
     for mode, fn in ours.items():
-        rate = timeit(fn, seconds, device) * r
-        print(f"  {mode:32s} {rate:12.0f}   {rate / base:.2f}x")
+        base, rate, ratios = interleaved(naive, fn, seconds, device, rounds)
+        print(f"  {mode:32s} {rate * r:12.0f}  vs {base * r:10.0f}   {_ratios(ratios)}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seconds", type=float, default=1.0, help="timing window per measurement")
+    ap.add_argument("--seconds", type=float, default=0.3, help="timing window per measurement")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per ratio")
     args = ap.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -180,11 +196,11 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {name}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
           f"batch {BATCH} x dim {DIM}, {N_SAMPLES} samples per estimate")
-    print(f"{'estimator':28s} {'plain /s':>10s} {'gradvar /s':>11s} {'ratio':>7s}")
+    print(f"{'estimator':34s} {'plain /s':>10s} {'gradvar /s':>11s}   ratio min / median / max ({args.rounds} rounds)")
     for key in plain:
-        p, o = timeit(plain[key], args.seconds, device), timeit(ours[key], args.seconds, device)
-        print(f"{key:28s} {p:10.0f} {o:11.0f} {o / p:6.2f}x")
-    bench_variance(device, gen, args.seconds)
+        p, o, ratios = interleaved(plain[key], ours[key], args.seconds, device, args.rounds)
+        print(f"{key:34s} {p:10.0f} {o:11.0f}   {_ratios(ratios)}")
+    bench_variance(device, gen, args.seconds, args.rounds)
 
 
 if __name__ == "__main__":

@@ -157,6 +157,27 @@ def _download(remote: RemoteFile, target: Path) -> Path:
                     + ". Without internet, pass data_dir (or set GRADVAR_DATA) to a folder with the canonical files.")
 
 
+def _local_file(data_dir, dataset: str, remote: RemoteFile) -> Path:
+    """The file of ``remote`` in ``data_dir`` (flat or in a sub-folder named after the data set)."""
+    found = [p for p in _candidates(Path(data_dir), dataset, remote) if p.exists()]
+    if not found:
+        raise DataError(f"{remote.name} not found in {data_dir} (looked in {data_dir}/{dataset}/ and "
+                        f"{data_dir}/); it is available from {remote.urls[0]}")
+    return found[0]
+
+
+def check_present(dataset: str, data_dir: str | os.PathLike | None = None) -> None:
+    """Raise the job's own ``DataError`` now if a local data folder lacks a file ``dataset`` needs (checked
+    when a study is planned; the checksums are verified by the job that reads the files)."""
+    data_dir = data_dir if data_dir is not None else os.environ.get("GRADVAR_DATA")
+    if dataset not in REMOTE_FILES or data_dir is None:
+        return  # embedded (digits), or downloaded with checksums by the job
+    if not Path(data_dir).is_dir():
+        raise DataError(f"data folder {data_dir} does not exist (needed for {dataset})")
+    for remote in REMOTE_FILES[dataset].values():
+        _local_file(data_dir, dataset, remote)
+
+
 def fetch(dataset: str, data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
           download: bool = True) -> dict[str, Path]:
     """Verified local paths of every file of ``dataset`` (see the module docstring for where from)."""
@@ -166,11 +187,7 @@ def fetch(dataset: str, data_dir: str | os.PathLike | None = None, cache_dir: st
     paths = {}
     for name, remote in REMOTE_FILES[dataset].items():
         if data_dir is not None:
-            found = [p for p in _candidates(Path(data_dir), dataset, remote) if p.exists()]
-            if not found:
-                raise DataError(f"{remote.name} not found in {data_dir} (looked in {data_dir}/{dataset}/ and "
-                                f"{data_dir}/); it is available from {remote.urls[0]}")
-            paths[name] = verify(found[0], remote)
+            paths[name] = verify(_local_file(data_dir, dataset, remote), remote)
             continue
         cache = Path(cache_dir or os.environ.get("GRADVAR_CACHE") or Path.home() / ".cache" / "gradvar") / dataset
         target = cache / remote.name

@@ -22,11 +22,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from . import data
 from .claim import Comparison, training_stage
 from .estimator_spec import EstimatorSpec
 from .synthetic import iter_problems
 from .synthetic import parse_settings as parse_synthetic_settings
 from .typed_config import ConfigError, parse, to_dict
+from .user_modules import import_modules
 from .vae import run_config
 from .vae.latent import LatentSpec
 
@@ -157,6 +159,7 @@ def plan_synthetic(config: dict, devices: list[str], plan: Plan) -> None:
                 job = SyntheticJob(spec.id, device, int(seed))
                 plan.synthetic_jobs.append(job)
                 plan.job_configs[job.path] = {**to_dict(settings), "seed": int(seed), "device": device,
+                                              "modules": list(config.get("modules") or []),
                                               "estimators": {spec.id: spec.to_config()}}
 
 
@@ -169,6 +172,11 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
     latents = _latents(vae["latents"])
     entries, paths = _entries(config, "vae")
     specs = {i: EstimatorSpec.from_config(i, e, paths[i]) for i, e in entries.items()}
+    for dataset in vae["datasets"]:
+        try:
+            data.check_present(dataset, vae.get("data_dir"))
+        except data.DataError as err:
+            raise ConfigError(f"vae.data_dir: {err}") from None
     for spec in specs.values():
         unknown = sorted(set(spec.latents or ()) - set(latents))
         if unknown:
@@ -212,6 +220,7 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
                     for seed in config["seeds"]:
                         run = VAERun(dataset, latent_id, est_id, n, device, int(seed))
                         cell = {"dataset": dataset, "data_dir": vae.get("data_dir"), "latent": to_dict(latent),
+                                "modules": list(config.get("modules") or []),
                                 "estimator": {"id": est_id, **specs[est_id].to_config()}, "n_samples": n,
                                 "device": device, "seed": int(seed)}
                         resolved = run_config.resolve({"preset": preset} if preset else {}, settings, cell)
@@ -225,7 +234,7 @@ def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, d
     for latent_id, (latent, _) in latents.items():
         host_spec = specs[shared["trained_with"][latent_id]]
         measured = []
-        for est_id, spec in specs.items():
+        for est_id, spec in sorted(specs.items()):  # by id: a job's config does not depend on key order
             if (latent_id, est_id) not in applicable:
                 continue  # listed already, with the reason
             if spec.nvil and not host_spec.nvil:
@@ -252,6 +261,7 @@ def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, d
                     plan.shared_jobs.append(job)
                     plan.job_configs[job.path] = {
                         "run": f"{plan.results}/{host.path}", "warmup_calls": int(shared["warmup_calls"]),
+                        "modules": list(config.get("modules") or []),
                         "estimators": [{"id": est_id, **specs[est_id].to_config(), "n_samples": list(ns)}
                                        for est_id, ns in measured]}
 
@@ -314,6 +324,7 @@ def declare_claim(config: dict, plan: Plan) -> None:
 
 def make_plan(config: dict, devices: list[str]) -> Plan:
     """Every job of the study on ``devices`` (those this machine or cluster has, chosen by the caller)."""
+    import_modules(config.get("modules"))
     plan = Plan(study=config["study"], results=f"results/{config['study']}")
     plan_synthetic(config, devices, plan)
     plan_vae(config, devices, plan)

@@ -41,6 +41,7 @@ from .io import write_csv_atomic
 from .provenance import provenance
 from .seeds import cell_seed
 from .typed_config import parse, to_dict
+from .user_modules import import_modules
 
 log = logging.getLogger("gradvar.synthetic")
 
@@ -128,9 +129,11 @@ class RunConfig(Settings):
 
     seed: int = 0
     device: str = "cpu"
+    modules: list[str] = field(default_factory=list)   # the user's estimator modules, imported first
     estimators: dict[str, dict] = field(default_factory=dict)
 
     def specs(self) -> list[EstimatorSpec]:
+        import_modules(self.modules)
         return [EstimatorSpec.from_config(est_id, entry, f"estimators.{est_id}", allow_nvil=False,
                                           allow_latents=False) for est_id, entry in self.estimators.items()]
 
@@ -241,6 +244,15 @@ def warm_up(est, problem, n_samples, generator, calls: int) -> None:
         est(f, dist, n_samples, generator)
 
 
+def _columns(spec_columns: dict, prov: dict) -> list[str]:
+    """The columns of synthetic.csv, for a job whose estimator applies to no problem (a header-only CSV)."""
+    summary = VarianceResult(grads=torch.zeros(2, 1, dtype=torch.float64), n_samples=1, seconds_per_estimate=math.nan,
+                             reference=torch.zeros(1, dtype=torch.float64)).summary()
+    return ["experiment", "problem", "family", "k", "dim", "t", "setting", "parameter", *spec_columns, "unbiased",
+            "seed", "device", "device_name", "exact_grad_norm", "closed_form_mean_variance", *summary,
+            "work_normalized_variance", *prov]
+
+
 SKIPPED_COLUMNS = ["problem", "setting", "estimator_id", "estimator_name", "n_samples", "reason"]
 
 
@@ -292,7 +304,7 @@ def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
                         **prov,
                     })
         log.info("[%d/%d] %s %s done", i, len(cells), cell.problem_key, cell.setting)
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=_columns(spec_columns=specs[0].columns() if specs else {}, prov=prov))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(frame, out_dir / "synthetic.csv")
     write_csv_atomic(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), out_dir / "skipped.csv")

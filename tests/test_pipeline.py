@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from experiments.aggregate import TABLES
 from experiments.plots import FIGURES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +110,12 @@ def test_rerun_does_nothing_and_option_change_reruns_only_its_jobs(tiny):
 
 def test_report_and_lint(tiny):
     _snakemake(tiny, "--configfile", "config/tiny.yaml", "--report", "report.html")
-    assert (tiny / "report.html").stat().st_size > 10_000
+    report = (tiny / "report.html").read_text(errors="replace")
+    assert len(report) > 10_000
+    for name, caption in {**TABLES, **{n: f.caption for n, f in FIGURES.items()}}.items():
+        assert f"{name}.html" in report or f"{name}.png" in report, name
+        assert caption.split(":")[0][:40] in report, name   # each with its own caption
+    assert (tiny / "results" / "tiny" / "tables" / "variance_claim.html").stat().st_size > 1000
     lint = subprocess.run([*SNAKEMAKE, "--lint"], cwd=tiny, capture_output=True, text=True)
     assert "Congratulations, your workflow is in a good condition" in lint.stdout + lint.stderr
 
@@ -189,3 +196,17 @@ def test_a_diverged_run_is_missing_with_its_reason_not_dropped(tmp_path):
     assert (elbo.n_diverged == 1).all() and (elbo.n_seeds == 0).all() and elbo.neg_elbo_mean.isna().all()
     status = pd.read_csv(tables / "run_status.csv")
     assert set(status.status) == {"diverged"} and set(status.step) == {45}
+
+
+def test_every_csv_reads_with_pandas_and_files_respect_the_umask(tiny):
+    results = tiny / "results" / "tiny"
+    mask = os.umask(0)
+    os.umask(mask)
+    csvs = list(results.rglob("*.csv"))
+    assert len(csvs) > 20
+    for path in csvs:
+        frame = pd.read_csv(path)          # header-only where empty (device_comparison in a one-device study)
+        assert len(frame.columns), path
+    assert pd.read_csv(results / "tables" / "device_comparison.csv").empty
+    for path in [*csvs, *results.rglob("*.json")]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, (path, oct(path.stat().st_mode))

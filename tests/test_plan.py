@@ -153,3 +153,13 @@ def test_every_schema_property_is_described():
 def test_the_claim_threshold_has_one_default():
     assert study_config.check(copy.deepcopy(TINY))["claim"]["threshold"] == study_config.default("claim.threshold") == 100
     assert not any("threshold" in (ROOT / "config" / n).read_text() for n in ("config.yaml", "tiny.yaml", "paper.yaml"))
+
+
+def test_a_missing_data_folder_or_file_is_refused_at_planning(tmp_path):
+    def missing_folder(c):
+        c["vae"].update(datasets=["binarized_mnist"], data_dir=str(tmp_path / "nowhere"))
+    assert f"vae.data_dir: data folder {tmp_path / 'nowhere'} does not exist (needed for binarized_mnist)" in _error(missing_folder)
+
+    def missing_file(c):
+        c["vae"].update(datasets=["mnist"], data_dir=str(tmp_path))
+    assert "vae.data_dir: train-images-idx3-ubyte.gz not found in" in _error(missing_file)

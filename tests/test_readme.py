@@ -65,13 +65,18 @@ def test_estimator_table_says_what_the_declarations_say():
         assert applies_to == estimators.estimator_class(name).families_doc
 
 
-def test_adding_an_estimator_takes_one_file_and_one_config_line(tmp_path):
+@pytest.mark.parametrize("where", ["package", "own_module"])
+def test_adding_an_estimator_takes_one_file_and_one_config_line(tmp_path, where):
     work = _copy(tmp_path)
-    (code,) = _blocks("python", "example-estimator: estimators/fixed_baseline.py")
+    (code,) = _blocks("python", "example-estimator: fixed_baseline.py")
     (line,) = _blocks("yaml", "example-config-line")
-    (work / "estimators" / "fixed_baseline.py").write_text(code)
     config = work / "config" / "tiny.yaml"
-    config.write_text(config.read_text() + "\n" + line)
+    if where == "package":
+        (work / "estimators" / "fixed_baseline.py").write_text(code)
+        config.write_text(config.read_text() + "\n" + line)
+    else:  # outside the package, named in the config
+        (work / "my_estimators.py").write_text(code)
+        config.write_text(config.read_text() + "\n" + line + "modules: [my_estimators]\n")
     assert yaml.safe_load(config.read_text())["estimators"] == {"fixed_b1": {"name": "fixed_baseline", "b": 1.0}}
     env = {**os.environ, "PYTHONPATH": str(work)}
     snakemake = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile=config/tiny.yaml"]

@@ -236,3 +236,15 @@ def test_dropping_the_exact_kl_term_is_caught():
                                       [logits.clone().requires_grad_(True)], n_estimates=150_000, n_samples=2,
                                       generator=torch.Generator().manual_seed(3), reference=exact, vectorize=True)
     assert float((res.bias.abs() / res.bias_se).max()) > 5
+
+
+def test_the_documented_variance_columns_are_the_measured_ones():
+    from experiments.vae.encoder_gradient import VARIANCE_COLUMNS, variance_row
+
+    model, x = _small_model({"family": "bernoulli", "dim": 3})
+    gen = torch.Generator().manual_seed(0)
+    ref = reference_gradient(model, x, gen, ReferenceGradientSettings(max_support=64))
+    res = encoder_gradient_estimates(model, x, estimators.get("reinforce"), n_samples=1, n_estimates=4, generator=gen,
+                                     reference=ref)
+    assert list(variance_row(res, ref)) == VARIANCE_COLUMNS
+    assert list(variance_row(res, None)) == VARIANCE_COLUMNS

@@ -88,6 +88,12 @@ def reference_gradient(model: VAE, x: Tensor, generator, cfg: ReferenceGradientS
     return ReferenceGradient(res.mean, res.bias_se, "mc")
 
 
+#: The measurement's columns in variance.csv (a header-only file keeps them when nothing was measured).
+VARIANCE_COLUMNS = ["total_variance", "total_variance_se", "mean_variance", "log10_mean_variance", "snr", "snr_norm",
+                    "grad_norm", "seconds_per_estimate", "n_estimates", "n_params", "work_normalized_variance",
+                    "bias_norm", "mse", "reference_kind", "reference_se_norm", "reference_grad_norm"]
+
+
 def variance_row(res: VarianceResult, reference: ReferenceGradient | None) -> dict:
     s = res.summary()
     row = {

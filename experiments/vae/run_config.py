@@ -13,6 +13,7 @@ from typing import Literal
 
 from ..estimator_spec import EstimatorSpec
 from ..typed_config import ConfigError, merge, parse, to_dict
+from ..user_modules import import_modules
 from .latent import LatentSpec
 
 # Presets that follow the anchor papers' MNIST models (as we read them):
@@ -122,6 +123,7 @@ class RunConfig(RunSettings):
     n_samples: int = 1
     seed: int = 0
     device: str = "cpu"
+    modules: list[str] = field(default_factory=list)   # the user's estimator modules, imported first
 
     def validate(self) -> None:
         if self.checkpoint_every < 1:
@@ -129,6 +131,7 @@ class RunConfig(RunSettings):
 
     @property
     def estimator_spec(self) -> EstimatorSpec:
+        import_modules(self.modules)
         entry = dict(self.estimator)
         return EstimatorSpec.from_config(entry.pop("id", entry.get("name")), entry, "estimator", allow_latents=False)
 

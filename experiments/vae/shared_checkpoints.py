@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +30,7 @@ from ..estimator_spec import EstimatorSpec
 from ..io import write_csv_atomic
 from ..seeds import cell_seed
 from ..typed_config import ConfigError, parse
+from ..user_modules import import_modules
 from .encoder_gradient import encoder_gradient_estimates, reference_gradient, variance_row
 from .run_config import resolve
 from .train import Run
@@ -45,8 +46,10 @@ class JobConfig:
     run: str
     estimators: list[dict]
     warmup_calls: int = 20
+    modules: list[str] = field(default_factory=list)   # the user's estimator modules, imported first
 
     def specs(self) -> list[tuple[EstimatorSpec, list[int]]]:
+        import_modules(self.modules)
         out = []
         for i, raw in enumerate(self.estimators):
             entry = dict(raw)

@@ -45,7 +45,7 @@ from ..io import atomic_write_text, write_csv_atomic
 from ..provenance import provenance
 from ..seeds import cell_seed
 from ..typed_config import ConfigError
-from .encoder_gradient import encoder_gradient_estimates, reference_gradient, variance_row
+from .encoder_gradient import VARIANCE_COLUMNS, encoder_gradient_estimates, reference_gradient, variance_row
 from .model import VAE, BaselineNet
 from .run_config import RunConfig, as_dict, resolve
 
@@ -164,8 +164,12 @@ class Run:
         tmp.replace(path)
 
     def write_tables(self) -> None:
-        write_csv_atomic(pd.DataFrame(self.metrics), self.out / "metrics.csv")
-        write_csv_atomic(pd.DataFrame(self.variance), self.out / "variance.csv")
+        run_estimator = list(self.spec.columns("run_estimator"))
+        metrics = [*self.ids, "step", "split", "elbo", "iwae", "iwae_k", "temperature", "seconds_per_step"]
+        variance = [*self.ids, "step", "protocol", *run_estimator, "measured_n_samples", *VARIANCE_COLUMNS]
+        write_csv_atomic(pd.DataFrame(self.metrics, columns=metrics if not self.metrics else None), self.out / "metrics.csv")
+        write_csv_atomic(pd.DataFrame(self.variance, columns=variance if not self.variance else None),
+                         self.out / "variance.csv")
 
     # --- one step ------------------------------------------------------------------------------
     def batch(self, step: int) -> torch.Tensor:
