@@ -27,7 +27,7 @@ from .claim import Comparison, training_stage
 from .estimator_spec import EstimatorSpec
 from .synthetic import iter_problems
 from .synthetic import parse_settings as parse_synthetic_settings
-from .typed_config import ConfigError, parse, to_dict
+from .typed_config import ConfigError, parse, suggestion, to_dict
 from .user_modules import import_modules
 from .vae import run_config
 from .vae.latent import LatentSpec
@@ -205,6 +205,10 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
                     plan.excluded.append(Exclusion("vae", latent_id, spec.id, n, reason))
     shared = vae["shared_checkpoints"]
     host_samples = vae["n_samples"][0]
+    unknown = sorted(set(shared["trained_with"]) - set(latents))
+    if unknown:
+        raise ConfigError(f"vae.shared_checkpoints.trained_with.{unknown[0]}: unknown latent"
+                          f"{suggestion(unknown[0], latents)}; defined: {', '.join(latents)}")
     for latent_id in latents:
         host_id = shared["trained_with"].get(latent_id)
         if host_id is None or host_samples not in runnable.get((latent_id, host_id), []):

@@ -71,6 +71,8 @@ def _error(mutate) -> str:
      "vae.shared_checkpoints.trained_with.gaussian: must name an estimator id that runs on that latent"),
     (lambda c: c["vae"]["estimators"].update(st={"name": "straight_through", "latents": ["gaussian"]}),
      "vae.estimators.st.latents: asks for latent 'gaussian' (gaussian(4)), but straight_through does not apply"),
+    (lambda c: c["vae"]["shared_checkpoints"]["trained_with"].update(gausian="pathwise"),
+     "vae.shared_checkpoints.trained_with.gausian: unknown latent (did you mean 'gaussian'?)"),
     (lambda c: c["vae"]["estimators"]["pathwise"].update(latents=["gausian"]),
      "vae.estimators.pathwise.latents: unknown latent(s) ['gausian']"),
 ])

@@ -19,8 +19,9 @@ CREATED=$STATE/created   # files this script created, one per line, removed by s
 
 created() { mkdir -p "$STATE"; echo "$1" >> "$CREATED"; }
 
-ours() {  # ours FILE: true if FILE is absent or was written by this script
-  [ ! -e "$1" ] || grep -qx "$OURS" "$1" || grep -qx "ClusterName=gradvar" "$1"
+ours() {  # ours FILE: true if FILE is absent or was written by this script (or by its earlier versions)
+  [ ! -e "$1" ] || grep -qx "$OURS" "$1" || grep -qx "ClusterName=gradvar" "$1" \
+    || [ "$(cat "$1")" = "Name=gpu Type=fake File=/dev/fakegpu0" ]
 }
 
 wait_for() {  # wait_for SECONDS COMMAND...: retry until the command succeeds
