@@ -133,9 +133,12 @@ STAGE_ORDER = {"start": 0, "early": 1, "middle": 2, "late": 3}
 
 def _where(row) -> str:
     """A setting in a few characters: ``k=1.5``, ``dim=10, t=0.45``, ``late``."""
-    if row["source"] == "vae":
-        return str(row["stage"])
-    return ", ".join(f"{k}={v}" for k, v in json.loads(row["setting"]).items())
+    return str(row["stage"]) if row["source"] == "vae" else _describe(row["setting"])
+
+
+def claim_samples(claim: pd.DataFrame) -> pd.Series:
+    """Samples per estimate of every claim row (``n_samples`` for synthetic rows, ``samples`` for VAE ones)."""
+    return claim["n_samples"].fillna(claim["samples"]) if "samples" in claim else claim["n_samples"]
 
 
 def _order(row):
@@ -178,7 +181,7 @@ def claim_summary(claim: pd.DataFrame, threshold: float, max_rows: int = 40) -> 
                "verdicts", "statement", "seeds"]
     if claim.empty:
         return pd.DataFrame(columns=columns)
-    data = claim.assign(samples_=claim["n_samples"].fillna(claim["samples"]) if "samples" in claim else claim["n_samples"])
+    data = claim.assign(samples_=claim_samples(claim))
     keys = ["source", "family", "comparison", "estimator_id"]
     if data.groupby(keys).ngroups > max_rows:
         keys = ["source", "family", "comparison"]

@@ -137,6 +137,13 @@ def _log_interval(paired: pd.DataFrame, value: str, se: str | None = None) -> In
     return seed_interval(seeds["y"].to_numpy(), seeds["se"].to_numpy())
 
 
+def _work_ratio(paired: pd.DataFrame) -> float:
+    """The ratio of work-normalized variances (total variance x seconds per estimate)."""
+    work = paired.assign(wnv_num=paired["total_variance_num"] * paired["seconds_per_estimate_num"],
+                         wnv_den=paired["total_variance_den"] * paired["seconds_per_estimate_den"])
+    return _log_interval(work, "wnv").ratio
+
+
 def compare(measured: pd.DataFrame, expected: pd.DataFrame, setting_cols: list[str], threshold: float,
             seeds: list[int], reason_for=None) -> pd.DataFrame:
     """One row per declared (setting, comparison, numerator, denominator) of ``expected``.
@@ -166,10 +173,8 @@ def compare(measured: pd.DataFrame, expected: pd.DataFrame, setting_cols: list[s
                "missing_seeds": " ".join(map(str, missing_seeds)),
                "reason": reason_for(setting, missing_seeds) if (missing_seeds and reason_for) else ""}
         if len(paired):
-            work = paired.assign(wnv_num=paired["total_variance_num"] * paired["seconds_per_estimate_num"],
-                                 wnv_den=paired["total_variance_den"] * paired["seconds_per_estimate_den"])
             mse = _log_interval(paired, "mse")
-            row.update(work_ratio=_log_interval(work, "wnv").ratio, mse_ratio=mse.ratio, mse_ci_low=mse.low,
+            row.update(work_ratio=_work_ratio(paired), mse_ratio=mse.ratio, mse_ci_low=mse.low,
                        mse_ci_high=mse.high)
             for side, suffix in (("estimator", "num"), ("comparator", "den")):
                 row[f"{side}_bias_norm"] = float(paired[f"bias_norm_{suffix}"].mean())
@@ -192,11 +197,7 @@ def equal_cost_ratio(measured: pd.DataFrame, row: dict, setting_cols: list[str],
     num = measured[mask & (measured[samples_col] == row[samples_col])]
     den = measured[mask & (measured[samples_col] == 1)]
     paired = _paired(_side(num, row["estimator_id"]), _side(den, row["comparator_id"]))
-    if paired.empty:
-        return math.nan
-    work = paired.assign(wnv_num=paired["total_variance_num"] * paired["seconds_per_estimate_num"],
-                         wnv_den=paired["total_variance_den"] * paired["seconds_per_estimate_den"])
-    return _log_interval(work, "wnv").ratio
+    return _work_ratio(paired) if len(paired) else math.nan
 
 
 def training_stage(step: int, final_step: int) -> str:

@@ -281,7 +281,8 @@ def declare_claim(config: dict, plan: Plan) -> None:
     comparisons = [Comparison.from_config(c) for c in config["claim"]["comparisons"]]
     syn_entries, _ = _entries(config, "synthetic")
     syn_names = {i: e["name"] for i, e in syn_entries.items()}
-    syn_specs = {i: EstimatorSpec.from_config(i, e, allow_nvil=False, allow_latents=False) for i, e in syn_entries.items()}
+    syn_estimators = {i: EstimatorSpec.from_config(i, e, allow_nvil=False, allow_latents=False).build()
+                      for i, e in syn_entries.items()}
     settings = parse_synthetic_settings(config["synthetic"].get("settings"))
     devices = sorted({job.device for job in plan.synthetic_jobs})
     for cell in iter_problems(settings.problems):
@@ -289,7 +290,7 @@ def declare_claim(config: dict, plan: Plan) -> None:
         for comparison in comparisons:
             for num, den in comparison.pairs(syn_names):
                 for n in settings.n_samples:
-                    if syn_specs[num].build().why_not(dist, n) or syn_specs[den].build().why_not(dist, n):
+                    if syn_estimators[num].why_not(dist, n) or syn_estimators[den].why_not(dist, n):
                         continue
                     for parameter in cell.problem.params:
                         for device in devices:

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .aggregate import claim_samples  # noqa: E402
 from .closed_form import variance_ratio_sum_of_squares  # noqa: E402
 
 MOHAMED = {"mohamed_quadratic": "(x - k)^2", "mohamed_exp": "exp(-k x^2)", "mohamed_cos": "cos(k x)"}
@@ -140,7 +141,7 @@ def claim_figure(claim: pd.DataFrame, threshold: float) -> plt.Figure:
     if claim.empty:
         return _empty("The variance claim")
     data = claim.copy()
-    data["samples_"] = data["n_samples"].fillna(data["samples"]) if "samples" in data else data["n_samples"]
+    data["samples_"] = claim_samples(data)
     data = data[data.groupby(["family", "comparison"])["samples_"].transform("min") == data["samples_"]]
     if "parameter" in data:
         first = data.groupby("family")["parameter"].transform(lambda p: p.dropna().iloc[0] if p.notna().any() else np.nan)

@@ -95,7 +95,7 @@ def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
         for n in n_samples_list:
             reason = why_not(spec, run, q0, n)
             if reason is None:
-                cells.append((spec, n))
+                cells.append((spec, n, spec.columns()))
             else:
                 excluded.append({"estimator_id": spec.id, "n_samples": n, "reason": reason})
     rows = []
@@ -107,7 +107,7 @@ def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
         step = int(state["step"])
         run.step = step
         reference = reference_gradient(run.model, x, run._eval_gen("reference"), vcfg.reference_gradient)
-        for spec, n_samples in cells:
+        for spec, n_samples, columns in cells:
             est = spec.build().to(run.device)
             _prepare(est, run, x, step, warmup_calls)
             # The seed's tag keeps the protocol's first name, so that its numbers stay what they were.
@@ -118,7 +118,7 @@ def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
                                              baseline_net=run.baseline_net if spec.nvil else None,
                                              kl=run.config.objective.kl, target_rse=vcfg.target_rse,
                                              max_estimates=vcfg.max_estimates)
-            rows.append({**run.ids, **run.spec.columns("run_estimator"), **spec.columns(), "nvil": spec.nvil,
+            rows.append({**run.ids, **run.run_estimator_ids, **columns, "nvil": spec.nvil,
                          "step": step, "protocol": "shared_checkpoints", "measured_n_samples": n_samples,
                          **variance_row(res, reference)})
         log.info("%s: step %d measured", run_dir, step)

@@ -124,6 +124,7 @@ class Run:
             "n_samples": int(config.n_samples), "seed": int(config.seed), "device": str(self.device),
             "device_name": device_name(self.device), **provenance(as_dict(config)),
         }
+        self.run_estimator_ids = self.spec.columns("run_estimator")  # carried by every variance row
 
     # --- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -164,9 +165,8 @@ class Run:
         tmp.replace(path)
 
     def write_tables(self) -> None:
-        run_estimator = list(self.spec.columns("run_estimator"))
         metrics = [*self.ids, "step", "split", "elbo", "iwae", "iwae_k", "temperature", "seconds_per_step"]
-        variance = [*self.ids, "step", "protocol", *run_estimator, "measured_n_samples", *VARIANCE_COLUMNS]
+        variance = [*self.ids, "step", "protocol", *self.run_estimator_ids, "measured_n_samples", *VARIANCE_COLUMNS]
         write_csv_atomic(pd.DataFrame(self.metrics, columns=metrics if not self.metrics else None), self.out / "metrics.csv")
         write_csv_atomic(pd.DataFrame(self.variance, columns=variance if not self.variance else None),
                          self.out / "variance.csv")
@@ -240,7 +240,7 @@ class Run:
                                          kl=self.config.objective.kl, target_rse=cfg.target_rse,
                                          max_estimates=cfg.max_estimates)
         self.variance.append({**self.ids, "step": self.step, "protocol": "own_run",
-                              **self.spec.columns("run_estimator"), "measured_n_samples": int(self.config.n_samples),
+                              **self.run_estimator_ids, "measured_n_samples": int(self.config.n_samples),
                               **variance_row(res, reference)})
         self.save(self.out / "checkpoints" / f"step_{self.step:07d}.pt",
                   {"config_hash": self.ids["config_hash"], "step": self.step, "model": self.model.state_dict(),

@@ -8,6 +8,8 @@ import pandas as pd
 from experiments import aggregate as agg
 from experiments.io import atomic_write_text, write_csv_atomic
 from experiments.plan import EXCLUSION_COLUMNS, checkpoint_steps, make_plan
+from experiments.typed_config import parse
+from experiments.vae.latent import LatentSpec
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
@@ -50,9 +52,7 @@ status_rows = []
 for run in plan.vae_runs:
     config = plan.job_config(run.path)
     status = json.loads(Path(f"{plan.results}/{run.path}/status.json").read_text())
-    latent = config["latent"]
-    label = (f"categorical({latent['groups']}x{latent['classes']})" if latent["family"] == "categorical"
-             else f"{latent['family']}({latent['dim']})")
+    label = parse(LatentSpec, config["latent"]).label()
     latent_ids[label] = run.latent_id
     status_rows.append({"run": f"{plan.results}/{run.path}", "dataset": run.dataset, "latent_id": run.latent_id,
                         "latent": label, "estimator_id": run.estimator_id, "n_samples": run.n_samples,
