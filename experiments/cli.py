@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from contextlib import contextmanager
 from typing import Callable, TypeVar
 
 from .typed_config import ConfigError
@@ -29,3 +30,18 @@ def checked(ap: argparse.ArgumentParser, load: Callable[..., T], *args) -> T:
         return load(*args)
     except ConfigError as err:
         ap.exit(2, f"config error: {err}\n")
+
+
+@contextmanager
+def failures_as_one_line(ap: argparse.ArgumentParser):
+    """A failure a user can act on (a missing or corrupt data file or checkpoint, an absent device, a
+    write that failed) ends the program with one line naming what and where (exit code 1), not a
+    traceback; the files already finished are left as they were."""
+    from .checkpoint import CorruptCheckpoint
+    from .data import DataError
+    from .devices import DeviceUnavailableError
+    from .io import WriteError
+    try:
+        yield
+    except (CorruptCheckpoint, DataError, DeviceUnavailableError, WriteError) as err:
+        ap.exit(1, f"error: {err}\n")

@@ -1,12 +1,24 @@
 """Atomic writes: a reader never sees a half-written file, and the file gets the permissions the umask
-gives (a temporary file is created private, 0600; colleagues on a shared filesystem must read results)."""
+gives (a temporary file is created private, 0600; colleagues on a shared filesystem must read results).
+
+A write that fails (a full disk, a permission refused) leaves no partial or temporary file behind, keeps
+the previous version of the file, and raises :class:`WriteError`, one line naming the path and the cause.
+"""
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+
+class WriteError(OSError):
+    """A result could not be written; the message names the path and the cause."""
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 def _umask() -> int:
@@ -15,20 +27,43 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
+def _cause(err: OSError) -> str:
+    if err.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return err.strerror or str(err)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            _write_fd(fd, data)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise WriteError(err.errno, f"cannot write {path}: {_cause(err)}") from err
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -40,6 +40,6 @@ def provenance(config: dict) -> dict[str, str]:
     return {
         "gradvar_version": package_version(),
         "git_commit": git_commit(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # a plain str: TorchVersion is not a safe type to load
         "config_hash": config_hash(config),
     }

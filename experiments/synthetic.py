@@ -34,10 +34,10 @@ import estimators
 from estimators.measure import VarianceResult
 
 from . import closed_form, problems
-from .cli import checked, job_arguments
+from .cli import checked, failures_as_one_line, job_arguments
 from .devices import device_name, resolve_device
 from .estimator_spec import EstimatorSpec
-from .io import write_csv_atomic
+from . import result_tables
 from .provenance import provenance
 from .seeds import cell_seed
 from .typed_config import parse, to_dict
@@ -306,8 +306,8 @@ def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
         log.info("[%d/%d] %s %s done", i, len(cells), cell.problem_key, cell.setting)
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=_columns(spec_columns=specs[0].columns() if specs else {}, prov=prov))
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(frame, out_dir / "synthetic.csv")
-    write_csv_atomic(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), out_dir / "skipped.csv")
+    result_tables.write(frame, out_dir / "synthetic.csv")
+    result_tables.write(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), out_dir / "skipped.csv")
     return frame
 
 
@@ -315,7 +315,9 @@ def main(argv=None) -> None:
     ap, args = job_arguments("gradvar synthetic study (exact gradients)",
                              "run config, YAML or JSON (see RunConfig for every key)",
                              "output folder for synthetic.csv and skipped.csv", argv)
-    frame = run(checked(ap, load_config, args.config), Path(args.out))
+    config = checked(ap, load_config, args.config)
+    with failures_as_one_line(ap):
+        frame = run(config, Path(args.out))
     log.info("wrote %d rows to %s", len(frame), Path(args.out) / "synthetic.csv")
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import estimators
+from experiments import checkpoint
 from experiments.devices import DeviceUnavailableError, resolve_device
 from experiments.vae import train as vae_train
 from experiments.typed_config import ConfigError, parse
@@ -37,7 +38,7 @@ def _cmd(out):
 def _tables(out: Path):
     metrics = pd.read_csv(out / "metrics.csv").drop(columns=TIMING, errors="ignore")
     variance = pd.read_csv(out / "variance.csv").drop(columns=TIMING, errors="ignore")
-    model = torch.load(out / "checkpoints" / "resume.pt", weights_only=False)["model"]
+    model = checkpoint.load(sorted((out / "checkpoints").glob("resume_*.pt"))[-1])["model"]
     return metrics, variance, model
 
 
@@ -53,7 +54,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     proc.wait()
     status = json.loads((killed / "status.json").read_text())["status"]
     assert status == "running", "the run finished before it could be killed; the test did not test resume"
-    step_at_kill = torch.load(killed / "checkpoints" / "resume.pt", weights_only=False)["step"]
+    step_at_kill = checkpoint.load(sorted((killed / "checkpoints").glob("resume_*.pt"))[-1])["step"]
     assert 0 < step_at_kill < 400
     subprocess.run(_cmd(killed), check=True, cwd=ROOT, capture_output=True)
     assert json.loads((killed / "status.json").read_text()) == {"status": "completed", "step": 400}
@@ -106,7 +107,7 @@ def test_changed_config_sets_stale_checkpoints_aside_and_completes(tmp_path):
     assert vae_train.train(changed, tmp_path) == "completed"
     assert json.loads((tmp_path / "status.json").read_text()) == {"status": "completed", "step": 8}
     assert sorted(pd.read_csv(tmp_path / "metrics.csv").step.unique()) == [0, 3, 6, 8]
-    assert list(tmp_path.glob("checkpoints.stale-*/resume.pt"))
+    assert list(tmp_path.glob("checkpoints.stale-*/resume_*.pt"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's refusal")

@@ -25,9 +25,10 @@ import pandas as pd
 import torch
 import yaml
 
-from ..cli import checked, job_arguments
+from .. import checkpoint
+from ..cli import checked, failures_as_one_line, job_arguments
 from ..estimator_spec import EstimatorSpec
-from ..io import write_csv_atomic
+from .. import result_tables
 from ..seeds import cell_seed
 from ..typed_config import ConfigError, parse
 from ..user_modules import import_modules
@@ -100,7 +101,11 @@ def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
                 excluded.append({"estimator_id": spec.id, "n_samples": n, "reason": reason})
     rows = []
     for snapshot in sorted((run_dir / "checkpoints").glob("step_*.pt")):
-        state = torch.load(snapshot, map_location=run.device, weights_only=False)
+        try:
+            state = checkpoint.load(snapshot, map_location=run.device)
+        except checkpoint.CorruptCheckpoint as err:
+            raise checkpoint.CorruptCheckpoint(
+                f"{err}; its training run must make it again: remove {run_dir} and rerun") from err
         run.model.load_state_dict(state["model"])
         if run.baseline_net is not None:
             run.baseline_net.load_state_dict(state["baseline_net"])
@@ -135,11 +140,12 @@ def main(argv=None) -> None:
     ap, args = job_arguments("Measure an estimator at every checkpoint of one run",
                              "job config, YAML or JSON (see JobConfig)", "CSV to write", argv)
     job, specs = checked(ap, load_job, args.config)
-    frame, excluded = measure(Path(job.run), specs, job.warmup_calls)
-    if excluded:
-        ap.exit(2, "not applicable: " + "; ".join(f"{e['estimator_id']} with n_samples={e['n_samples']}: "
-                                                   f"{e['reason']}" for e in excluded) + "\n")
-    write_csv_atomic(frame, args.out)
+    with failures_as_one_line(ap):
+        frame, excluded = measure(Path(job.run), specs, job.warmup_calls)
+        if excluded:
+            ap.exit(2, "not applicable: " + "; ".join(f"{e['estimator_id']} with n_samples={e['n_samples']}: "
+                                                       f"{e['reason']}" for e in excluded) + "\n")
+        result_tables.write(frame, args.out)
     log.info("wrote %d rows to %s", len(frame), args.out)
 
 

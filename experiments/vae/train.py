@@ -11,24 +11,37 @@ from there. The run folder gets:
 - ``metrics.csv``: train/test ELBO and the test IWAE bound at every ``eval.every`` steps;
 - ``variance.csv``: the encoder-gradient variance of this run's own estimator at ``variance.every``
   steps (protocol ``own_run``, see ``encoder_gradient``);
-- ``status.json``: ``completed`` or ``diverged`` (with the step), written last;
-- ``checkpoints/``: ``resume.pt`` (rolling, every ``checkpoint_every`` steps) and ``step_N.pt`` model
-  snapshots at the variance steps, for the ``shared_checkpoints`` protocol.
+- ``status.json``: ``{"status": ..., "step": ...}``, always true: ``running`` (updated at every
+  checkpoint with the step reached), then ``completed``, ``diverged`` or ``preempted``;
+- ``checkpoints/``: ``resume_STEP.pt`` (full state every ``checkpoint_every`` steps; the newest
+  ``KEEP_RESUME`` are kept) and ``step_STEP.pt`` model snapshots at the variance steps, for the
+  ``shared_checkpoints`` protocol. Each carries a checksum (``experiments.checkpoint``).
 
-Reliability: re-running the same command resumes from ``resume.pt`` and ends with the same results as an
-uninterrupted run (bit-identical on CPU): the training generator, optimizer, estimator state and rows so far
-are in the checkpoint, and evaluations draw from generators seeded by (seed, step). A loss or parameter
-that becomes NaN/inf stops the run with status ``diverged`` and exit code 0, so a sweep goes on. Every file
-is written atomically. A finished run is not run again. A checkpoint written under another config (a setting
-changed since) is moved aside to ``checkpoints.stale-HASH/``, with a log line, and the run starts afresh.
+Reliability (``tests/test_faults.py`` injects each fault):
+
+- Re-running the same command resumes from the newest intact ``resume_STEP.pt`` and ends with the same
+  results as an uninterrupted run (bit-identical on CPU): the training generator, optimizer, estimator
+  state and rows so far are in the checkpoint, and evaluations draw from generators seeded by (seed, step).
+  A truncated or damaged checkpoint is logged, renamed ``.corrupt`` and skipped for the one before it (or
+  a fresh start).
+- SIGTERM, SIGINT or SIGUSR1 (preemption; see ``experiments.preemption``): the run finishes its step,
+  checkpoints, writes its tables and ``status.json`` (``preempted`` at the step reached), and exits with
+  code 75; re-running resumes it.
+- A loss or parameter that becomes NaN/inf stops the run with status ``diverged`` and exit code 0, so a
+  sweep goes on.
+- Every file is written atomically; a write that fails (full disk) keeps the previous file, leaves no
+  partial one, and ends the run with one line naming the path and the cause (exit code 1), as do a missing
+  data file or device.
+- A finished run is not run again. A checkpoint written under another config (a setting changed since) is
+  moved aside to ``checkpoints.stale-HASH/``, with a log line, and the run starts afresh.
 """
 from __future__ import annotations
 
-import io
 import shutil
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -38,10 +51,13 @@ import yaml
 
 import estimators
 
+from .. import checkpoint
 from .. import data as data_mod
-from ..cli import checked, job_arguments
+from ..cli import checked, failures_as_one_line, job_arguments
 from ..devices import device_name, resolve_device
-from ..io import atomic_write_text, write_csv_atomic
+from .. import result_tables
+from ..io import atomic_write_text
+from ..preemption import PREEMPTED_EXIT_CODE, StopRequests
 from ..provenance import provenance
 from ..seeds import cell_seed
 from ..typed_config import ConfigError
@@ -50,6 +66,9 @@ from .model import VAE, BaselineNet
 from .run_config import RunConfig, as_dict, resolve
 
 log = logging.getLogger("gradvar.vae")
+
+#: How many full-state checkpoints a run keeps: the newest may be damaged, the one before it is the fallback.
+KEEP_RESUME = 2
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
 
@@ -156,20 +175,40 @@ class Run:
         log.warning("%s: the checkpoints were written under another config (hash %s, now %s): moved to %s; "
                     "starting afresh", self.out, old_hash, self.ids["config_hash"], stale)
 
-    def save(self, path: Path, state: dict) -> None:
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(path)
+    def resume_checkpoints(self) -> list[Path]:
+        """The full-state checkpoints, oldest first."""
+        return sorted((self.out / "checkpoints").glob("resume_*.pt"))
+
+    def checkpoint(self, status: str = "running", **extra) -> None:
+        """Save the full state, keep the newest ``KEEP_RESUME``, write the tables, then ``status.json``
+        (last, so that it never claims more than the files hold)."""
+        checkpoint.save(self.out / "checkpoints" / f"resume_{self.step:07d}.pt", self.state_dict())
+        for old in self.resume_checkpoints()[:-KEEP_RESUME]:
+            old.unlink()
+        self.write_tables()
+        self.write_status(status, **extra)
+
+    def resume(self) -> None:
+        found = checkpoint.newest_intact(self.resume_checkpoints(), map_location=self.device)
+        if found is None:
+            return
+        path, state = found
+        if state["config_hash"] == self.ids["config_hash"]:
+            self.load_state_dict(state)
+            log.info("resumed at step %d from %s", self.step, path)
+        else:
+            self.set_aside_stale_checkpoints(state["config_hash"])
+
+    def write_status(self, status: str, **extra) -> None:
+        atomic_write_text(self.out / "status.json", json.dumps({"status": status, "step": self.step, **extra}))
 
     def write_tables(self) -> None:
         metrics = [*self.ids, "step", "split", "elbo", "iwae", "iwae_k", "temperature", "seconds_per_step"]
         variance = [*self.ids, "step", "protocol", *self.run_estimator_ids, "measured_n_samples", *VARIANCE_COLUMNS]
-        write_csv_atomic(pd.DataFrame(self.metrics, columns=metrics if not self.metrics else None), self.out / "metrics.csv")
-        write_csv_atomic(pd.DataFrame(self.variance, columns=variance if not self.variance else None),
-                         self.out / "variance.csv")
+        result_tables.write(pd.DataFrame(self.metrics, columns=metrics if not self.metrics else None),
+                            self.out / "metrics.csv")
+        result_tables.write(pd.DataFrame(self.variance, columns=variance if not self.variance else None),
+                            self.out / "variance.csv")
 
     # --- one step ------------------------------------------------------------------------------
     def batch(self, step: int) -> torch.Tensor:
@@ -242,8 +281,8 @@ class Run:
         self.variance.append({**self.ids, "step": self.step, "protocol": "own_run",
                               **self.run_estimator_ids, "measured_n_samples": int(self.config.n_samples),
                               **variance_row(res, reference)})
-        self.save(self.out / "checkpoints" / f"step_{self.step:07d}.pt",
-                  {"config_hash": self.ids["config_hash"], "step": self.step, "model": self.model.state_dict(),
+        checkpoint.save(self.out / "checkpoints" / f"step_{self.step:07d}.pt",
+                        {"config_hash": self.ids["config_hash"], "step": self.step, "model": self.model.state_dict(),
                    "baseline_net": None if self.baseline_net is None else self.baseline_net.state_dict()})
 
     # --- the loop ------------------------------------------------------------------------------
@@ -251,16 +290,13 @@ class Run:
         return every > 0 and (self.step % every == 0 or self.step == int(self.config.train.steps))
 
     def run(self) -> str:
+        with StopRequests() as stop:
+            return self._run(stop)
+
+    def _run(self, stop: StopRequests) -> str:
         steps = int(self.config.train.steps)
-        resume = self.out / "checkpoints" / "resume.pt"
-        if resume.exists():
-            state = torch.load(resume, map_location=self.device, weights_only=False)
-            if state["config_hash"] == self.ids["config_hash"]:
-                self.load_state_dict(state)
-                log.info("resumed at step %d from %s", self.step, resume)
-            else:
-                self.set_aside_stale_checkpoints(state["config_hash"])
-        atomic_write_text(self.out / "status.json", json.dumps({"status": "running", "step": self.step}))
+        self.resume()
+        self.write_status("running")
         try:
             while True:
                 if self.evaluated_step < self.step:
@@ -271,9 +307,13 @@ class Run:
                     self.evaluated_step = self.step
                 if self.step == steps:
                     break
+                if stop.requested:
+                    self.checkpoint("preempted", signal=stop.requested)
+                    log.warning("stopped by %s at step %d after a checkpoint; run again to resume",
+                                stop.requested, self.step)
+                    return "preempted"
                 if self.step % int(self.config.checkpoint_every) == 0:
-                    self.save(resume, self.state_dict())
-                    self.write_tables()
+                    self.checkpoint()
                 start = time.perf_counter()
                 self.train_step()
                 if self.device.type == "cuda":
@@ -283,12 +323,9 @@ class Run:
         except Diverged as err:
             log.error("diverged: %s", err)
             self.write_tables()
-            atomic_write_text(self.out / "status.json",
-                              json.dumps({"status": "diverged", "step": self.step, "message": str(err)}))
+            self.write_status("diverged", message=str(err))
             return "diverged"
-        self.write_tables()
-        atomic_write_text(self.out / "status.json", json.dumps({"status": "completed", "step": self.step}))
-        self.save(resume, self.state_dict())
+        self.checkpoint("completed")
         return "completed"
 
 
@@ -299,7 +336,8 @@ def train(config: RunConfig, out: Path) -> str:
     saved_path = out / "config.json"
     saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
     if status_path.exists() and json.loads(status_path.read_text())["status"] in ("completed", "diverged"):
-        if saved == resolved:
+        # A finished run whose tables are gone or damaged is resumed from its last checkpoint to write them anew.
+        if saved == resolved and all(result_tables.intact(out / name) for name in ("metrics.csv", "variance.csv")):
             log.info("%s already finished (%s); nothing to do", out, json.loads(status_path.read_text())["status"])
             return json.loads(status_path.read_text())["status"]
     if saved != resolved:  # the pipeline writes it before the run; a run from the command line writes it here
@@ -315,8 +353,12 @@ def main(argv=None) -> None:
         lambda ap: ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                                    help="override a config entry, e.g. --set train.steps=500 (repeatable)"),
         config_required=False)
-    status = train(checked(ap, load_config, args.config, args.set), Path(args.out))
+    config = checked(ap, load_config, args.config, args.set)
+    with failures_as_one_line(ap):
+        status = train(config, Path(args.out))
     log.info("run %s: %s", args.out, status)
+    if status == "preempted":
+        sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

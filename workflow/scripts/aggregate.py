@@ -1,11 +1,11 @@
 """Snakemake script: read every result CSV, aggregate with experiments.aggregate, write the tables."""
-import json
 import logging
-from pathlib import Path
+import sys
 
 import pandas as pd
 
 from experiments import aggregate as agg
+from experiments import result_tables
 from experiments.io import atomic_write_text, write_csv_atomic
 from experiments.plan import EXCLUSION_COLUMNS, checkpoint_steps, make_plan
 from experiments.typed_config import parse
@@ -16,14 +16,10 @@ logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s 
 log = logging.getLogger("aggregate")
 
 
-def read_all(paths):
-    frames = []
-    for p in paths:
-        try:
-            frames.append(pd.read_csv(p))
-        except pd.errors.EmptyDataError:
-            log.info("%s is empty", p)
-    frames = [f for f in frames if not f.empty]
+def read_all(paths, kind):
+    """Every job's table of ``kind``, checked (``experiments.result_tables``): a table that is not what its
+    job wrote stops the aggregation with one line naming it, never a wrong verdict."""
+    frames = [f for f in (result_tables.read(p, kind) for p in paths) if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -39,11 +35,16 @@ plan = make_plan(sm.config, list(sm.params.devices))
 seeds = [int(s) for s in sm.config["seeds"]]
 threshold = float(sm.params.threshold)
 
-synth = read_all(sm.input.synthetic)
-skipped = read_all(sm.input.skipped)
-metrics = read_all(sm.input.metrics)
-own = read_all(sm.input.variance)
-shared = read_all(sm.input.shared)
+try:
+    synth = read_all(sm.input.synthetic, "synthetic")
+    skipped = read_all(sm.input.skipped, "skipped")
+    metrics = read_all(sm.input.metrics, "metrics")
+    own = read_all(sm.input.variance, "variance")
+    shared = read_all(sm.input.shared, "variance")
+    statuses = {run.path: result_tables.read_status(f"{plan.results}/{run.path}/status.json") for run in plan.vae_runs}
+except result_tables.InputError as err:
+    log.error("%s", err)
+    sys.exit(f"error: {err}")
 variance = pd.concat([f for f in (own, shared) if not f.empty], ignore_index=True) if len(own) + len(shared) else pd.DataFrame()
 
 latent_ids = {}
@@ -51,7 +52,7 @@ hosts = {job.host for job in plan.shared_jobs}
 status_rows = []
 for run in plan.vae_runs:
     config = plan.job_config(run.path)
-    status = json.loads(Path(f"{plan.results}/{run.path}/status.json").read_text())
+    status = statuses[run.path]
     label = parse(LatentSpec, config["latent"]).label()
     latent_ids[label] = run.latent_id
     status_rows.append({"run": f"{plan.results}/{run.path}", "dataset": run.dataset, "latent_id": run.latent_id,

@@ -1,0 +1,51 @@
+"""Stop requests: a long job that gets SIGTERM, SIGINT or SIGUSR1 finishes its current step instead of
+dying, so it can checkpoint and exit cleanly.
+
+SLURM sends SIGTERM to a preempted or timed-out job (and, with ``--signal=USR1@SECONDS``, SIGUSR1 that many
+seconds earlier), then SIGKILL after its grace time; Ctrl-C sends SIGINT. A second signal of the same kind
+while the first is being honoured acts as usual (the job ends at once), for a user who does not want to
+wait.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+log = logging.getLogger("gradvar.preemption")
+
+#: The exit code of a job that stopped on request after checkpointing (EX_TEMPFAIL: run it again to resume).
+PREEMPTED_EXIT_CODE = 75
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+class StopRequests:
+    """Context manager; ``requested`` is the name of the first signal received, or ``None``.
+
+    Handlers can only be installed from the main thread; elsewhere (a job run inside another program's
+    thread) signals keep their usual effect and ``requested`` stays ``None``.
+    """
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame):
+        if self.requested is not None:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.requested = signal.Signals(signum).name
+        log.warning("received %s: stopping after the current step (send it again to stop at once)", self.requested)
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
