@@ -129,6 +129,12 @@ class Estimator(nn.Module):
         if generator is not None:
             sampling.check_generator(generator, families.device_of(dist))
 
+    def f_evaluations(self, dist: Distribution, n_samples: int) -> float:
+        """Evaluations of ``f`` per estimate (per batch element) on ``dist`` with ``n_samples``; NaN where the
+        cost is not proportional to the samples."""
+        count = self.capabilities.evaluations_per_estimate(n_samples, dist.event_shape.numel())
+        return float("nan") if count is None else float(count)
+
     def describe(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
         return f"{self.name}({opts})" if opts else self.name
@@ -139,8 +145,14 @@ class Estimator(nn.Module):
 
 def evaluate(f: Objective, z: Tensor, dist: Distribution, n_samples: int) -> Tensor:
     """``f(z)``, checked to be ``[n_samples, *batch_shape]``."""
+    return evaluate_rows(f, z, n_samples, dist.batch_shape)
+
+
+def evaluate_rows(f: Objective, z: Tensor, n_rows: int, batch_shape) -> Tensor:
+    """``f(z)`` for ``z`` with ``n_rows`` leading rows (samples, or perturbed points), checked to be
+    ``[n_rows, *batch_shape]``."""
     value = f(z)
-    expected = (n_samples, *dist.batch_shape)
+    expected = (n_rows, *batch_shape)
     if not isinstance(value, Tensor) or tuple(value.shape) != expected:
         got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
         raise ValueError(

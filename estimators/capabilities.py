@@ -22,6 +22,13 @@ REQUIREMENTS = {
     "sample": ("a sampler", "cannot be sampled"),
 }
 
+#: What an estimator's surrogate is the gradient of (``Capabilities.objective``).
+OBJECTIVES = {
+    "expectation": "the expectation sum_b E_q[f(z)] (every estimator unless it says otherwise)",
+    "iwae": "the K-sample importance-weighted bound sum_b E[log (1/K) sum_k exp f(z_k)], K = n_samples, "
+            "f the per-sample log-weight (Burda et al. 2016; vimco)",
+}
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -37,6 +44,19 @@ class Capabilities:
     evaluations_per_sample: evaluations of ``f`` per sample (the unit of cost of fair comparisons);
         ``None`` where it is not proportional to the samples (``exact`` evaluates the whole support).
     limits: instance-level limits in words (checked by ``Estimator._why_not_instance``).
+    evaluations_per_coordinate: further evaluations of ``f`` per sample for each scalar coordinate of the
+        event (measure-valued gradients evaluate ``f`` at perturbed points, one set per coordinate); the
+        total per sample is ``evaluations(event_size)``. 0 for estimators whose cost does not grow with it.
+    evaluations_per_call: evaluations of ``f`` per call on top of the per-sample ones, whatever
+        ``n_samples`` is (``muprop`` evaluates ``f`` once at the mean); 0 for most.
+    differentiable_f: whether ``f`` must be differentiable in ``z`` because it is also evaluated off the
+        discrete support (``rebar``, ``relax`` and ``muprop`` refuse, with a ValueError at the call, an ``f``
+        whose output does not depend differentiably on its input), or because its derivatives in ``z`` carry
+        the gradient (``reinmax`` and ``gumbel_rao`` at the hard sample; ``reinforce_delta`` uses its gradient
+        and Hessian-vector products at the mean).
+    objective: what the surrogate's gradient estimates, a key of ``OBJECTIVES``: ``"expectation"`` (the
+        contract of ``base``), or ``"iwae"`` for ``vimco``, whose estimate is unbiased for the gradient of
+        the importance-weighted bound, not of the expectation; compare estimators only within an objective.
     """
 
     unbiased: bool
@@ -47,11 +67,17 @@ class Capabilities:
     min_samples: int = 1
     evaluations_per_sample: int | None = 1
     limits: str = ""
+    evaluations_per_coordinate: int = 0
+    evaluations_per_call: int = 0
+    differentiable_f: bool = False
+    objective: str = "expectation"
 
     def __post_init__(self):
         unknown = sorted(set(self.requires) - set(REQUIREMENTS))
         if unknown:
             raise ValueError(f"unknown requirement(s) {unknown}; valid: {', '.join(REQUIREMENTS)}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
 
     def why_not(self, target: Distribution | type[Distribution]) -> str | None:
         """``None`` if the family of ``target`` (an instance or a class) is admitted, else the reason."""
@@ -66,6 +92,20 @@ class Capabilities:
             if not _has(base, flag):
                 return f"{name} {REQUIREMENTS[flag][1]}"
         return None
+
+    def evaluations(self, event_size: int = 1) -> int | None:
+        """Evaluations of ``f`` per sample for events of ``event_size`` scalar coordinates (``None`` where
+        the cost is not proportional to the samples)."""
+        if self.evaluations_per_sample is None:
+            return None
+        return self.evaluations_per_sample + self.evaluations_per_coordinate * int(event_size)
+
+    def evaluations_per_estimate(self, n_samples: int, event_size: int = 1) -> int | None:
+        """Evaluations of ``f`` (per batch element) for one estimate from ``n_samples`` samples of events of
+        ``event_size`` coordinates: the unit of cost of fair comparisons. ``None`` where the cost is not
+        proportional to the samples (``exact``)."""
+        per_sample = self.evaluations(event_size)
+        return None if per_sample is None else per_sample * int(n_samples) + self.evaluations_per_call
 
     def families_text(self) -> str:
         return ", ".join(k.__name__ for k in self.families)

@@ -20,7 +20,7 @@ def test_available_is_sorted_tuple_of_registered_names():
 
 
 def test_unknown_estimator_lists_valid_names():
-    with pytest.raises(ValueError, match=r"unknown estimator 'reparam'.*available: exact, gumbel_softmax, pathwise"):
+    with pytest.raises(ValueError, match=r"unknown estimator 'reparam'.*available: .*exact, .*gumbel_softmax, .*pathwise"):
         estimators.get("reparam")
 
 
@@ -51,7 +51,7 @@ def test_bad_decay():
 def test_unsupported_distribution_names_the_estimators_that_do():
     dist = Independent(Bernoulli(probs=torch.full((3,), 0.5)), 1)
     with pytest.raises(ValueError, match=r"'pathwise' does not support Independent\(Bernoulli\).*estimators that do: "
-                                         r"exact, gumbel_softmax, reinforce, st_gumbel_softmax, straight_through"):
+                                         r".*exact, .*gumbel_softmax, .*reinforce, .*st_gumbel_softmax, .*straight_through"):
         estimators.get("pathwise")(lambda z: z.sum(-1), dist)
     with pytest.raises(ValueError, match=r"'straight_through' does not support Independent\(Normal\).*pathwise, reinforce"):
         estimators.get("straight_through")(lambda z: z.sum(-1), _normal())
