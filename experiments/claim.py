@@ -122,9 +122,13 @@ PAIR_KEYS = ["seed", "step"]
 SIDE_COLUMNS = ["total_variance", "total_variance_se", "mse", "bias_norm", "seconds_per_estimate"]
 
 
+#: Carried where the measurements have it: evaluations of f per estimate (the cost unit of ``evaluations_ratio``).
+EVALUATIONS = "f_evaluations"
+
+
 def _side(frame: pd.DataFrame, est_id: str) -> pd.DataFrame:
     rows = frame[frame["estimator_id"] == est_id]
-    return rows.set_index(PAIR_KEYS)[SIDE_COLUMNS]
+    return rows.set_index(PAIR_KEYS)[SIDE_COLUMNS + ([EVALUATIONS] if EVALUATIONS in frame.columns else [])]
 
 
 def _paired(num: pd.DataFrame, den: pd.DataFrame) -> pd.DataFrame:
@@ -142,6 +146,17 @@ def _work_ratio(paired: pd.DataFrame) -> float:
     work = paired.assign(wnv_num=paired["total_variance_num"] * paired["seconds_per_estimate_num"],
                          wnv_den=paired["total_variance_den"] * paired["seconds_per_estimate_den"])
     return _log_interval(work, "wnv").ratio
+
+
+def _evaluations_ratio(paired: pd.DataFrame) -> float:
+    """The variance ratio at equal evaluations of f: (variance x evaluations per estimate), numerator over
+    denominator. NaN where either side's cost is not counted (``exact``) or not recorded."""
+    if f"{EVALUATIONS}_num" not in paired.columns:
+        return math.nan
+    work = paired.assign(evn_num=paired["total_variance_num"] * paired[f"{EVALUATIONS}_num"],
+                         evn_den=paired["total_variance_den"] * paired[f"{EVALUATIONS}_den"])
+    work = work[work["evn_num"].notna() & work["evn_den"].notna()]
+    return _log_interval(work, "evn").ratio if len(work) else math.nan
 
 
 def compare(measured: pd.DataFrame, expected: pd.DataFrame, setting_cols: list[str], threshold: float,
@@ -174,7 +189,7 @@ def compare(measured: pd.DataFrame, expected: pd.DataFrame, setting_cols: list[s
                "reason": reason_for(setting, missing_seeds) if (missing_seeds and reason_for) else ""}
         if len(paired):
             mse = _log_interval(paired, "mse")
-            row.update(work_ratio=_work_ratio(paired), mse_ratio=mse.ratio, mse_ci_low=mse.low,
+            row.update(work_ratio=_work_ratio(paired), evaluations_ratio=_evaluations_ratio(paired), mse_ratio=mse.ratio, mse_ci_low=mse.low,
                        mse_ci_high=mse.high)
             for side, suffix in (("estimator", "num"), ("comparator", "den")):
                 row[f"{side}_bias_norm"] = float(paired[f"bias_norm_{suffix}"].mean())

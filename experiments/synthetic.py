@@ -249,7 +249,7 @@ def _columns(spec_columns: dict, prov: dict) -> list[str]:
     summary = VarianceResult(grads=torch.zeros(2, 1, dtype=torch.float64), n_samples=1, seconds_per_estimate=math.nan,
                              reference=torch.zeros(1, dtype=torch.float64)).summary()
     return ["experiment", "problem", "family", "k", "dim", "t", "setting", "parameter", *spec_columns, "unbiased",
-            "seed", "device", "device_name", "exact_grad_norm", "closed_form_mean_variance", *summary,
+            "f_evaluations", "seed", "device", "device_name", "exact_grad_norm", "closed_form_mean_variance", *summary,
             "work_normalized_variance", *prov]
 
 
@@ -296,7 +296,8 @@ def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
                         "k": cell.setting.get("k", math.nan), "dim": cell.setting.get("dim", value.numel()),
                         "t": cell.setting.get("t", math.nan), "setting": setting,
                         "parameter": param, **spec.columns(),
-                        "unbiased": est.unbiased, "seed": config.seed, "device": str(device),
+                        "unbiased": est.unbiased, "f_evaluations": est.f_evaluations(dist, n_samples),
+                        "seed": config.seed, "device": str(device),
                         "device_name": device_name(device), "exact_grad_norm": float(exact[sl].norm()),
                         "closed_form_mean_variance": _closed_form(cell, est, param, n_samples),
                         **summary,

@@ -125,6 +125,7 @@ def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
                                              max_estimates=vcfg.max_estimates)
             rows.append({**run.ids, **run.run_estimator_ids, **columns, "nvil": spec.nvil,
                          "step": step, "protocol": "shared_checkpoints", "measured_n_samples": n_samples,
+                         "f_evaluations": est.f_evaluations(q0, n_samples),
                          **variance_row(res, reference)})
         log.info("%s: step %d measured", run_dir, step)
     return pd.DataFrame(rows), excluded

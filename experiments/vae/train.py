@@ -204,7 +204,8 @@ class Run:
 
     def write_tables(self) -> None:
         metrics = [*self.ids, "step", "split", "elbo", "iwae", "iwae_k", "temperature", "seconds_per_step"]
-        variance = [*self.ids, "step", "protocol", *self.run_estimator_ids, "measured_n_samples", *VARIANCE_COLUMNS]
+        variance = [*self.ids, "step", "protocol", *self.run_estimator_ids, "measured_n_samples", "f_evaluations",
+                    *VARIANCE_COLUMNS]
         result_tables.write(pd.DataFrame(self.metrics, columns=metrics if not self.metrics else None),
                             self.out / "metrics.csv")
         result_tables.write(pd.DataFrame(self.variance, columns=variance if not self.variance else None),
@@ -280,6 +281,7 @@ class Run:
                                          max_estimates=cfg.max_estimates)
         self.variance.append({**self.ids, "step": self.step, "protocol": "own_run",
                               **self.run_estimator_ids, "measured_n_samples": int(self.config.n_samples),
+                              "f_evaluations": self.est.f_evaluations(self.model.posterior(x[:1]), int(self.config.n_samples)),
                               **variance_row(res, reference)})
         checkpoint.save(self.out / "checkpoints" / f"step_{self.step:07d}.pt",
                         {"config_hash": self.ids["config_hash"], "step": self.step, "model": self.model.state_dict(),
