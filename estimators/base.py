@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from . import families, registry, sampling
-from .capabilities import Capabilities
+from .capabilities import OBJECTIVES, Capabilities
 
 Objective = Callable[[Tensor], Tensor]
 
@@ -79,14 +79,20 @@ class Estimator(nn.Module):
         """The options this instance was built with (for provenance columns)."""
         return {name: getattr(self, name) for name in self.option_names()}
 
-    def why_not(self, target: Distribution | type[Distribution], n_samples: int | None = None) -> str | None:
+    def why_not(self, target: Distribution | type[Distribution], n_samples: int | None = None,
+                objective: str | None = None) -> str | None:
         """Why this estimator does not apply to ``target`` with ``n_samples``, or ``None`` if it does.
 
         ``target`` is a distribution, or a family class when a study is planned before any tensor exists
         (then instance-level limits, such as ``exact``'s support size, are decided when the job runs).
-        Every study and protocol asks this one function.
+        Every study and protocol asks this one function, with its ``objective`` (a key of
+        ``capabilities.OBJECTIVES``): an estimator of another objective's gradient does not apply.
         """
-        reason = self.capabilities.why_not(target)
+        reason = None
+        if objective is not None and self.capabilities.objective != objective:
+            reason = (f"it estimates the gradient of another objective ({self.capabilities.objective}: "
+                      f"{OBJECTIVES[self.capabilities.objective]}), not of this one ({objective})")
+        reason = reason or self.capabilities.why_not(target)
         if reason is None and isinstance(target, Distribution):
             reason = self._why_not_instance(target)
         if reason is None and n_samples is not None and n_samples < self.min_samples:
@@ -129,6 +135,12 @@ class Estimator(nn.Module):
         if generator is not None:
             sampling.check_generator(generator, families.device_of(dist))
 
+    @property
+    def adapts(self) -> bool:
+        """Whether train-mode calls change what later calls estimate (a moving-average baseline, a trained
+        control variate): a measurement must warm such an estimator up first, as training would have."""
+        return False
+
     def f_evaluations(self, dist: Distribution, n_samples: int) -> float:
         """Evaluations of ``f`` per estimate (per batch element) on ``dist`` with ``n_samples``; NaN where the
         cost is not proportional to the samples."""
@@ -141,6 +153,22 @@ class Estimator(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+
+
+def check_max_coordinates(value) -> int:
+    """The ``max_coordinates`` option of estimators whose cost grows with the event size."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_coordinates must be an integer >= 1, got {value!r}")
+    return value
+
+
+def coordinates_over(dist: Distribution, max_coordinates: int, cost: str) -> str | None:
+    """Why events of ``dist`` are too large for an estimator whose ``cost`` (in words) grows with their
+    coordinates, or ``None``."""
+    size = dist.event_shape.numel()
+    if size > max_coordinates:
+        return f"its events have {size} coordinates, above max_coordinates={max_coordinates} ({cost})"
+    return None
 
 
 def evaluate(f: Objective, z: Tensor, dist: Distribution, n_samples: int) -> Tensor:

@@ -52,7 +52,8 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from . import families
-from .base import Estimator, EstimatorOutput, evaluate, evaluate_rows, reduce_samples
+from .base import (Estimator, EstimatorOutput, check_max_coordinates, coordinates_over, evaluate, evaluate_rows,
+                   reduce_samples)
 from .capabilities import Capabilities
 from .registry import register
 
@@ -64,7 +65,17 @@ MAX_BLOCK_ELEMENTS = 1 << 24
 class MeasureValued(Estimator):
     name = "measure_valued"
     capabilities = Capabilities(unbiased=True, families=(Normal,), evaluations_per_sample=1,
-                                evaluations_per_coordinate=3, differentiable_f=False)
+                                evaluations_per_coordinate=3, differentiable_f=False,
+                                limits="events of at most max_coordinates coordinates")
+
+    def __init__(self, max_coordinates: int = 100):
+        super().__init__()
+        # 1 + 3D evaluations of f per sample: beyond a hundred coordinates a study would spend its budget
+        # here, so larger events are refused (and listed as excluded) unless asked for.
+        self.max_coordinates = check_max_coordinates(max_coordinates)
+
+    def _why_not_instance(self, dist) -> str | None:
+        return coordinates_over(dist, self.max_coordinates, "1 + 3D evaluations of f per sample")
 
     # --- the decompositions (separate methods so that tests can check a wrong one is caught) ------------
 

@@ -213,6 +213,10 @@ class _TrainedControlVariate(Estimator):
             self._train_step(fb, thetas, g_cv)
         return EstimatorOutput(surrogate=surrogate, value=fb.detach())
 
+    @property
+    def adapts(self) -> bool:
+        return True  # its parameters train in every train-mode call
+
     def _train_step(self, fb: Tensor, thetas: list[Tensor], g_cv: list[Tensor]) -> None:
         """One Adam step on the control variate's parameters down the gradient of ||g_theta||^2."""
         direct = (torch.autograd.grad(reduce_samples(fb), thetas, retain_graph=True, allow_unused=True)

@@ -123,6 +123,10 @@ class Reinforce(Estimator):
         return opts
 
     @property
+    def adapts(self) -> bool:
+        return self.baseline == "moving_average"
+
+    @property
     def min_samples(self) -> int:
         return MIN_SAMPLES.get(self.baseline, self.capabilities.min_samples)
 

@@ -59,7 +59,7 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from . import families
-from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
+from .base import Estimator, EstimatorOutput, check_max_coordinates, coordinates_over, evaluate, reduce_samples
 from .capabilities import Capabilities
 from .measure_valued import evaluate_rows
 from .registry import register
@@ -110,10 +110,13 @@ class ReinforceDelta(Estimator):
     name = "reinforce_delta"
     # Per call, f at the mean (with its gradient and D Hessian-vector products there): evaluations_per_call.
     capabilities = Capabilities(unbiased=True, families=(Normal,), min_samples=1, evaluations_per_sample=1,
-                                evaluations_per_call=1, differentiable_f=True)
+                                evaluations_per_call=1, differentiable_f=True,
+                                limits="events of at most max_coordinates coordinates")
 
-    def __init__(self, coefficient: str | float = "leave_one_out"):
+    def __init__(self, coefficient: str | float = "leave_one_out", max_coordinates: int = 100):
         super().__init__()
+        # The Taylor expansion holds a D x D Hessian per batch element: memory and time grow as D^2.
+        self.max_coordinates = check_max_coordinates(max_coordinates)
         if isinstance(coefficient, str):
             if coefficient not in COEFFICIENTS:
                 raise ValueError(f"unknown coefficient {coefficient!r} for 'reinforce_delta'; valid: "
@@ -128,6 +131,9 @@ class ReinforceDelta(Estimator):
     @property
     def min_samples(self) -> int:
         return 2 if self.coefficient == "leave_one_out" else 1
+
+    def _why_not_instance(self, dist) -> str | None:
+        return coordinates_over(dist, self.max_coordinates, "a D x D Hessian of f per batch element")
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         base, _ = families.unwrap(dist)

@@ -1,8 +1,9 @@
 """One estimator entry of a config, parsed once: ``EstimatorSpec.from_config(id, entry, path)``.
 
-An entry is ``{name: REGISTERED_NAME, **options}`` plus two keys of the study's own: ``nvil: true`` (train an
-input-dependent learned baseline with ``reinforce``, VAE only) and ``latents: [...]`` (ask for those latents
-explicitly; an estimator that does not apply to one of them is then an error, not a listed exclusion).
+An entry is ``{name: REGISTERED_NAME, **options}`` plus keys of the study's own: ``nvil: true`` (train an
+input-dependent learned baseline with ``reinforce``, VAE only), ``latents: [...]`` (ask for those latents
+explicitly; an estimator that does not apply to one of them is then an error, not a listed exclusion) and
+``train: false`` (VAE only: no training run of its own; measured at the shared checkpoints only).
 Every place that reads an entry (the plan, the synthetic study, VAE runs, the shared-checkpoints protocol)
 goes through this class, so an entry is valid everywhere or nowhere.
 """
@@ -16,7 +17,7 @@ import estimators
 from .typed_config import ConfigError, suggestion
 
 #: Keys of an entry that are not estimator options.
-STUDY_KEYS = ("name", "nvil", "latents")
+STUDY_KEYS = ("name", "nvil", "latents", "train")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class EstimatorSpec:
     options: dict = field(default_factory=dict)
     nvil: bool = False
     latents: tuple[str, ...] | None = None
+    train: bool = True
 
     @classmethod
     def from_config(cls, est_id: str, entry, path: str = "", *, allow_nvil: bool = True,
@@ -46,10 +48,13 @@ class EstimatorSpec:
                               f"available: {', '.join(estimators.available())}")
         klass = estimators.estimator_class(name)
         valid = klass.option_names()
-        allowed_study_keys = ["name"] + (["nvil"] if allow_nvil else []) + (["latents"] if allow_latents else [])
+        allowed_study_keys = (["name"] + (["nvil"] if allow_nvil else [])
+                              + (["latents", "train"] if allow_latents else []))
+        why = {"nvil": "a learned baseline needs the VAE study", "latents": "only the VAE study has latents",
+               "train": "only the VAE study trains runs"}
         for key in entry:
             if key in STUDY_KEYS and key not in allowed_study_keys:
-                raise ConfigError(f"{where}.{key}: not valid here ({'a learned baseline needs the VAE study' if key == 'nvil' else 'only the VAE study has latents'})")
+                raise ConfigError(f"{where}.{key}: not valid here ({why[key]})")
             if key not in STUDY_KEYS and key not in valid:
                 raise ConfigError(f"{where}.{key}: unknown option for estimator {name!r}{suggestion(key, list(valid) + allowed_study_keys)}; "
                                   f"valid options: {', '.join(valid) if valid else 'none'}")
@@ -61,8 +66,11 @@ class EstimatorSpec:
         latents = entry.get("latents")
         if latents is not None and (not isinstance(latents, list) or not all(isinstance(x, str) for x in latents)):
             raise ConfigError(f"{where}.latents: expected a list of latent ids, got {latents!r}")
+        train = entry.get("train", True)
+        if not isinstance(train, bool):
+            raise ConfigError(f"{where}.train: expected true or false, got {train!r}")
         spec = cls(est_id, name, {k: v for k, v in entry.items() if k not in STUDY_KEYS}, nvil,
-                   None if latents is None else tuple(latents))
+                   None if latents is None else tuple(latents), train)
         try:
             spec.build()
         except (ValueError, TypeError) as err:
@@ -79,7 +87,7 @@ class EstimatorSpec:
         return self.build().describe() + ("+nvil" if self.nvil else "")
 
     def to_config(self) -> dict:
-        """The entry form (what ``from_config`` reads back), without ``latents`` (a planning detail)."""
+        """The entry form (what ``from_config`` reads back), without ``latents`` and ``train`` (planning details)."""
         return {"name": self.name, **self.options, **({"nvil": True} if self.nvil else {})}
 
     def columns(self, prefix: str = "estimator") -> dict:

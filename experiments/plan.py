@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from . import data
 from .claim import Comparison, training_stage
 from .estimator_spec import EstimatorSpec
+from .synthetic import OBJECTIVE as SYNTHETIC_OBJECTIVE
 from .synthetic import iter_problems
 from .synthetic import parse_settings as parse_synthetic_settings
 from .typed_config import ConfigError, parse, suggestion, to_dict
 from .user_modules import import_modules
 from .vae import run_config
+from .vae.train import OBJECTIVE as VAE_OBJECTIVE
 from .vae.latent import LatentSpec
 
 
@@ -189,7 +191,7 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
             if spec.latents is not None and latent_id not in spec.latents:
                 continue
             est = spec.build()
-            reason = est.why_not(latent.family_class)
+            reason = est.why_not(latent.family_class, objective=VAE_OBJECTIVE)
             if reason is not None:
                 if spec.latents is not None:
                     raise ConfigError(f"vae.estimators.{spec.id}.latents: asks for latent {latent_id!r} "
@@ -197,8 +199,8 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
                 plan.excluded.append(Exclusion("vae", latent_id, spec.id, None, reason))
                 continue
             applicable.add((latent_id, spec.id))
-            for n in vae["n_samples"]:
-                reason = est.why_not(latent.family_class, n)
+            for n in vae["n_samples"] if spec.train else ():  # train: false is measured at shared checkpoints only
+                reason = est.why_not(latent.family_class, n, objective=VAE_OBJECTIVE)
                 if reason is None:
                     runnable.setdefault((latent_id, spec.id), []).append(n)
                 else:
@@ -250,7 +252,7 @@ def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, d
             est = spec.build()
             ok = []
             for n in shared["n_samples"]:
-                reason = est.why_not(latent.family_class, n)
+                reason = est.why_not(latent.family_class, n, objective=VAE_OBJECTIVE)
                 if reason is None:
                     ok.append(n)
                 else:
@@ -290,7 +292,7 @@ def declare_claim(config: dict, plan: Plan) -> None:
         for comparison in comparisons:
             for num, den in comparison.pairs(syn_names):
                 for n in settings.n_samples:
-                    if syn_estimators[num].why_not(dist, n) or syn_estimators[den].why_not(dist, n):
+                    if syn_estimators[num].why_not(dist, n, SYNTHETIC_OBJECTIVE) or syn_estimators[den].why_not(dist, n, SYNTHETIC_OBJECTIVE):
                         continue
                     for parameter in cell.problem.params:
                         for device in devices:

@@ -253,6 +253,9 @@ def _columns(spec_columns: dict, prov: dict) -> list[str]:
             "work_normalized_variance", *prov]
 
 
+#: What the problems define: the gradient of an expectation (``estimators.capabilities.OBJECTIVES``).
+OBJECTIVE = "expectation"
+
 SKIPPED_COLUMNS = ["problem", "setting", "estimator_id", "estimator_name", "n_samples", "reason"]
 
 
@@ -273,7 +276,7 @@ def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
         for spec in specs:
             est = spec.build().to(device)
             for n_samples in config.n_samples:
-                reason = est.why_not(dist, n_samples)
+                reason = est.why_not(dist, n_samples, objective=OBJECTIVE)
                 if reason is not None:
                     skipped.append({"problem": cell.problem_key, "setting": setting, "estimator_id": spec.id,
                                     "estimator_name": spec.name, "n_samples": n_samples, "reason": reason})

@@ -283,7 +283,14 @@ def test_capabilities_and_options():
     assert mv.unbiased and delta.unbiased
     assert delta.capabilities.differentiable_f and not mv.capabilities.differentiable_f
     assert delta.min_samples == 2 and estimators.get("reinforce_delta", coefficient=1.0).min_samples == 1
-    assert estimators.get("reinforce_delta", coefficient=0.5).describe() == "reinforce_delta(coefficient=0.5)"
+    assert (estimators.get("reinforce_delta", coefficient=0.5).describe()
+            == "reinforce_delta(coefficient=0.5, max_coordinates=100)")
+    wide = Independent(Normal(torch.zeros(101), torch.ones(101)), 1)
+    for name in ("measure_valued", "reinforce_delta"):
+        assert "101 coordinates, above max_coordinates=100" in estimators.get(name).why_not(wide)
+        assert estimators.get(name, max_coordinates=101).supports(wide)
+        with pytest.raises(ValueError, match="max_coordinates must be an integer >= 1"):
+            estimators.get(name, max_coordinates=0)
     for dist in (Independent(Bernoulli(logits=torch.zeros(3)), 1),
                  MultivariateNormal(torch.zeros(2), torch.eye(2))):
         assert not mv.supports(dist) and not delta.supports(dist)

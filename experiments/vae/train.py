@@ -67,6 +67,9 @@ from .run_config import RunConfig, as_dict, resolve
 
 log = logging.getLogger("gradvar.vae")
 
+#: What the runs optimize with their estimator: the ELBO's expectation (``estimators.capabilities.OBJECTIVES``).
+OBJECTIVE = "expectation"
+
 #: How many full-state checkpoints a run keeps: the newest may be damaged, the one before it is the fallback.
 KEEP_RESUME = 2
 
@@ -120,7 +123,7 @@ class Run:
         nvil = self.spec.nvil
         self.est = self.spec.build().to(self.device)
         q = self.model.posterior(torch.zeros(1, self.data.dim, device=self.device))
-        reason = self.est.why_not(q, config.n_samples)
+        reason = self.est.why_not(q, config.n_samples, objective=OBJECTIVE)
         if reason is not None:
             raise ValueError(f"estimator {self.spec.label} does not apply to {self.latent.label()} latents: {reason}; "
                              f"estimators that do: {', '.join(estimators.supporting(q))}")
@@ -285,7 +288,8 @@ class Run:
                               **variance_row(res, reference)})
         checkpoint.save(self.out / "checkpoints" / f"step_{self.step:07d}.pt",
                         {"config_hash": self.ids["config_hash"], "step": self.step, "model": self.model.state_dict(),
-                   "baseline_net": None if self.baseline_net is None else self.baseline_net.state_dict()})
+                         "baseline_net": None if self.baseline_net is None else self.baseline_net.state_dict(),
+                         "reference": reference.to_state()})
 
     # --- the loop ------------------------------------------------------------------------------
     def due(self, every: int) -> bool:
