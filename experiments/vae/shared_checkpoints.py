@@ -6,9 +6,11 @@
 entries, each with its samples per estimate; see ``JobConfig``. Each estimator is measured on the host run's snapshot
 models (``checkpoints/step_N.pt``, written at its variance steps) with the run's evaluation minibatch and
 reference gradient, so differences between estimators are not differences between training trajectories.
-Stateful estimators are put where training would have them: a moving-average baseline is warmed up on the
-evaluation minibatch (``warmup_calls`` train-mode calls, drawn from a generator separate from the
-measurement's), an annealed temperature is set to its value at the checkpoint's step. A learned (NVIL)
+Stateful estimators are put where training would have them: an estimator that adapts in train mode (a
+moving-average baseline, REBAR's and RELAX's trained control variates: ``Estimator.adapts``) is warmed up by
+``warmup_calls`` train-mode calls on *training* minibatches (never the evaluation minibatch it is then
+measured on), drawn from a generator separate from the measurement's, and the rows record
+``warmup_calls``; an annealed temperature is set to its value at the checkpoint's step. A learned (NVIL)
 baseline exists only in a run trained with one, so ``nvil`` entries apply only to such hosts.
 
 Whether an estimator applies is decided by ``Estimator.why_not``, as everywhere: combinations that do not
@@ -32,9 +34,9 @@ from .. import result_tables
 from ..seeds import cell_seed
 from ..typed_config import ConfigError, parse
 from ..user_modules import import_modules
-from .encoder_gradient import encoder_gradient_estimates, reference_gradient, variance_row
+from .encoder_gradient import ReferenceGradient, encoder_gradient_estimates, reference_gradient, variance_row
 from .run_config import resolve
-from .train import Run
+from .train import OBJECTIVE, Run
 
 log = logging.getLogger("gradvar.vae.shared_checkpoints")
 
@@ -66,20 +68,27 @@ def why_not(spec: EstimatorSpec, run: Run, q, n_samples: int) -> str | None:
     """Why ``spec`` cannot be measured on this host run with ``n_samples``, or ``None``."""
     if spec.nvil and run.baseline_net is None:
         return "a learned (NVIL) baseline exists only in a run trained with one; this host run has none"
-    return spec.build().why_not(q, n_samples)
+    return spec.build().why_not(q, n_samples, objective=OBJECTIVE)
 
 
-def _prepare(est, run: Run, x, step: int, warmup_calls: int) -> None:
+def _prepare(est, run: Run, step: int, n_samples: int, warmup_calls: int) -> int:
+    """Put ``est`` in its state at ``step``; return the warm-up calls made (0 for an estimator that does not
+    adapt)."""
     if hasattr(est, "step"):
         est.step.fill_(step)  # the temperature schedule's value at this checkpoint
-    if getattr(est, "baseline", None) == "moving_average":
+    calls = warmup_calls if est.adapts else 0
+    if calls:
         gen = torch.Generator(device=run.device).manual_seed(cell_seed(run.config.seed, "warmup", step))
+        n_train, batch_size = run.train_data.shape[0], min(int(run.config.train.batch_size), run.train_data.shape[0])
         est.train()
-        for _ in range(warmup_calls):
+        for _ in range(calls):
+            idx = torch.randint(n_train, (batch_size,), generator=gen, device=run.device)
+            x = run.data.binarize(run.train_data[idx], gen)
             q = run.model.posterior(x)
             f, _ = run.model.objective(x, q, run.config.objective.kl)
-            est(f, q, max(est.min_samples, 1), gen)
+            est(f, q, n_samples, gen)
     est.eval()
+    return calls
 
 
 def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
@@ -111,10 +120,13 @@ def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
             run.baseline_net.load_state_dict(state["baseline_net"])
         step = int(state["step"])
         run.step = step
-        reference = reference_gradient(run.model, x, run._eval_gen("reference"), vcfg.reference_gradient)
+        # The host run computed the reference at this checkpoint with these very settings, batch and seed.
+        reference = ReferenceGradient.from_state(state.get("reference"))
+        if reference is None:  # a snapshot from before the reference was kept in it
+            reference = reference_gradient(run.model, x, run._eval_gen("reference"), vcfg.reference_gradient)
         for spec, n_samples, columns in cells:
             est = spec.build().to(run.device)
-            _prepare(est, run, x, step, warmup_calls)
+            calls = _prepare(est, run, step, n_samples, warmup_calls)
             # The seed's tag keeps the protocol's first name, so that its numbers stay what they were.
             gen = torch.Generator(device=run.device).manual_seed(
                 cell_seed(config.seed, "reference_run", step, est.describe(), spec.nvil, n_samples))
@@ -125,7 +137,7 @@ def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
                                              max_estimates=vcfg.max_estimates)
             rows.append({**run.ids, **run.run_estimator_ids, **columns, "nvil": spec.nvil,
                          "step": step, "protocol": "shared_checkpoints", "measured_n_samples": n_samples,
-                         "f_evaluations": est.f_evaluations(q0, n_samples),
+                         "f_evaluations": est.f_evaluations(q0, n_samples), "warmup_calls": calls,
                          **variance_row(res, reference)})
         log.info("%s: step %d measured", run_dir, step)
     return pd.DataFrame(rows), excluded
