@@ -185,6 +185,37 @@ def test_shared_checkpoints_protocol_measures_every_applicable_estimator(tmp_pat
     assert (frame.reference_kind == "exact").all()
 
 
+def test_shared_checkpoints_read_the_reference_the_run_kept_and_it_equals_a_recomputation(tmp_path):
+    """The reference at a checkpoint is computed once (by the training run) and read back by the protocol;
+    read back, it is bit-identical to computing it again, and a snapshot without it is still measured."""
+    from experiments.estimator_spec import EstimatorSpec
+    from experiments.vae.encoder_gradient import ReferenceGradient
+    from experiments.vae.shared_checkpoints import measure
+
+    run_dir = tmp_path / "run"
+    config = resolve({"latent": {"family": "gaussian", "dim": 3}, "model": {"hidden": [8]}, "train": {"steps": 10},
+                      "eval": {"every": 10}, "variance": {"every": 10, "min_estimates": 4, "max_estimates": 4,
+                                                           "reference_gradient": {"n_samples": 8, "n_estimates": 4}}})
+    assert vae_train.train(config, run_dir) == "completed"
+    snapshot = run_dir / "checkpoints" / "step_0000010.pt"
+    state = checkpoint.load(snapshot)
+    kept = ReferenceGradient.from_state(state["reference"])
+    assert kept.kind == "mc"
+    run = vae_train.Run(config, run_dir)
+    run.model.load_state_dict(state["model"])
+    run.step = 10
+    again = reference_gradient(run.model, run.test_data[: config.variance.batch_size], run._eval_gen("reference"),
+                               config.variance.reference_gradient)
+    assert torch.equal(kept.gradient, again.gradient) and torch.equal(kept.se, again.se)
+    spec = EstimatorSpec.from_config("pathwise", {"name": "pathwise"})
+    cached, _ = measure(run_dir, [(spec, [2])])
+    del state["reference"]
+    checkpoint.save(snapshot, state)
+    recomputed, _ = measure(run_dir, [(spec, [2])])
+    pd.testing.assert_frame_equal(cached.drop(columns=TIMING, errors="ignore"),
+                                  recomputed.drop(columns=TIMING, errors="ignore"), check_exact=True)
+
+
 def _kl_problem(kl: str):
     """The VAE objective of a fixed decoder as a function of the posterior's logits ``[B, D]`` (far from the
     prior, so the KL is large), replicable along a leading dimension for vectorized measurement."""

@@ -36,9 +36,20 @@ from .run_config import ReferenceGradientSettings
 
 @dataclass(frozen=True)
 class ReferenceGradient:
+    """The reference at a checkpoint. It is computed once, by the run that writes the checkpoint, and kept
+    in the checkpoint (``to_state``), so that every estimator measured there later reads it back instead of
+    recomputing it (at the paper's sizes it costs more than measuring an estimator)."""
+
     gradient: Tensor   # flat, float64, CPU
     se: Tensor         # flat standard error (zeros for exact)
     kind: str          # "exact" or "mc"
+
+    def to_state(self) -> dict:
+        return {"gradient": self.gradient, "se": self.se, "kind": self.kind}
+
+    @classmethod
+    def from_state(cls, state: dict | None) -> "ReferenceGradient | None":
+        return None if state is None else cls(state["gradient"], state["se"], state["kind"])
 
 
 def _build(model: VAE, x: Tensor, kl: str):

@@ -1,0 +1,74 @@
+"""Seconds per checkpoint of the shared-checkpoints protocol at the paper's model sizes, with the reference
+gradient recomputed by the measuring job (before) and read from the checkpoint (after: the training run
+keeps the reference it computed in its snapshot, ``encoder_gradient.ReferenceGradient.to_state``).
+
+For each paper model (``run_config.PRESETS``) on a random binary minibatch of MNIST's size: the time of the
+reference gradient with the default settings, and of measuring a few estimators with a fixed number of
+estimates; the checkpoint's time before = reference + estimators, after = estimators. Timed in the same
+run, ``--rounds`` rounds, min / median / max printed.
+
+    python benchmarks/bench_checkpoint_measurement.py [--rounds 2] [--estimates 100] [--threads 1]
+
+Not a test: it asserts nothing, it prints numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import estimators
+from experiments.typed_config import parse
+from experiments.vae.encoder_gradient import encoder_gradient_estimates, reference_gradient
+from experiments.vae.latent import LatentSpec
+from experiments.vae.model import VAE
+from experiments.vae.run_config import PRESETS, ReferenceGradientSettings, VarianceSettings
+
+MEASURED = {"gaussian": [("pathwise", {}), ("reinforce", {"baseline": "leave_one_out"})],
+            "bernoulli": [("reinforce", {"baseline": "leave_one_out"}), ("gumbel_softmax", {"temperature": 0.5})],
+            "categorical": [("reinforce", {"baseline": "leave_one_out"}), ("gumbel_softmax", {"temperature": 0.5})]}
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--estimates", type=int, default=100, help="estimates per estimator (fixed, no adaptive stop)")
+    ap.add_argument("--samples", type=int, default=4, help="samples per estimate of the measured estimators")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ref_cfg = ReferenceGradientSettings()
+    batch = VarianceSettings().batch_size
+    print(f"CPU, {args.threads} thread(s); minibatch {batch} x 784; reference: {ref_cfg.n_estimates} estimates x "
+          f"{ref_cfg.n_samples} samples; each estimator: {args.estimates} estimates x {args.samples} samples")
+    print(f"{'model':22s} {'reference s':>12s} {'estimators s':>13s} {'before s':>10s} {'after s':>9s} "
+          f"{'speed-up (min/med/max)':>24s}")
+    for preset, spec in PRESETS.items():
+        latent = parse(LatentSpec, spec["latent"])
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        model = VAE(784, latent, spec["model"]["hidden"], spec["model"]["activation"])
+        x = torch.bernoulli(torch.full((batch, 784), 0.13), generator=gen)
+        refs, ests, ratios = [], [], []
+        for _ in range(args.rounds):
+            ref = _seconds(lambda: reference_gradient(model, x, gen, ref_cfg))
+            est = sum(_seconds(lambda: encoder_gradient_estimates(
+                model, x, estimators.get(name, **opts), n_samples=args.samples, n_estimates=args.estimates,
+                generator=gen)) for name, opts in MEASURED[latent.family])
+            refs.append(ref)
+            ests.append(est)
+            ratios.append((ref + est) / est)
+        print(f"{preset:22s} {min(refs):12.2f} {min(ests):13.2f} {min(refs) + min(ests):10.2f} {min(ests):9.2f} "
+              f"{min(ratios):8.2f} / {statistics.median(ratios):.2f} / {max(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
