@@ -147,6 +147,14 @@ def test_a_typo_fails_before_any_job_with_one_line(tmp_path, mutate, line):
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_the_mnist_study_validates_and_plans_with_snakemake(tmp_path):
+    """config/mnist.yaml (the MNIST-scale claim, 45 minutes on 2 cores) passes validation and a dry run."""
+    workdir = _workdir(tmp_path)
+    res = _snakemake(workdir, "-n", "--configfile", "config/mnist.yaml")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout.split("Job stats:")[1], flags=re.M))
+    assert jobs["vae_train"] == "9" and jobs["vae_shared_checkpoints"] == "9", res.stdout[-2000:]
+
+
 def test_cuda_without_a_gpu_fails_at_validation(tmp_path):
     out = _bad_config(tmp_path, lambda c: c.update(devices=["cpu", "cuda"]))
     assert "devices: ['cuda'] are not on this machine" in out and "drop_unavailable_devices" in out
