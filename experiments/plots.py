@@ -188,6 +188,47 @@ def claim_figure(claim: pd.DataFrame, threshold: float) -> plt.Figure:
     return fig
 
 
+RELAXATIONS = ("gumbel_softmax", "st_gumbel_softmax", "gumbel_rao", "reinmax")
+
+
+def relaxation_rows(synth: pd.DataFrame, variance: pd.DataFrame) -> pd.DataFrame:
+    """Bias, variance and MSE of every relaxation, with its temperature (from its options), on the discrete
+    toys and at the VAE's shared checkpoints (late stage), one row per (where, estimator, temperature)."""
+    parts = []
+    if len(synth):
+        toys = synth[synth["problem"].isin(["bernoulli_toy", "categorical_toy"])]
+        parts.append(toys.assign(where=toys["problem"] + " " + toys["setting"] + " S=" + toys["n_samples"].astype(str)))
+    if len(variance) and "protocol" in variance:
+        shared = variance[variance["protocol"] == "shared_checkpoints"]
+        late = shared[shared["step"] == shared.groupby("latent")["step"].transform("max")]
+        parts.append(late.assign(where="vae " + late["latent"] + " late S=" + late["measured_n_samples"].astype(str)))
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if rows.empty or "estimator_name" not in rows:
+        return pd.DataFrame()
+    rows = rows[rows["estimator_name"].isin(RELAXATIONS)]
+    temperature = rows["estimator_options"].map(lambda o: json.loads(o).get("temperature", np.nan))
+    rows = rows.assign(temperature=temperature.astype(float)).dropna(subset=["temperature"])
+    return (rows.groupby(["where", "estimator_name", "temperature"], as_index=False)
+            [["bias_norm", "total_variance", "mse"]].mean())
+
+
+def relaxation_temperature(synth: pd.DataFrame, variance: pd.DataFrame) -> plt.Figure:
+    """Bias, variance and MSE of the relaxations against their temperature (means over seeds)."""
+    rows = relaxation_rows(synth, variance)
+    if rows.empty:
+        return _empty("Relaxations: bias, variance and MSE against temperature")
+    long = rows.melt(id_vars=["where", "estimator_name", "temperature"], value_vars=["bias_norm", "total_variance", "mse"],
+                     var_name="measure", value_name="value")
+    long = long[long["value"] > 0]
+    grid = sns.relplot(data=long, x="temperature", y="value", hue="estimator_name", col="measure", row="where",
+                       kind="line", marker="o", errorbar=None, height=2.3, aspect=1.3,
+                       facet_kws={"sharey": False, "sharex": True})
+    grid.set(xscale="log", yscale="log")
+    grid.set_titles("{row_name} | {col_name}", size=7)
+    grid.figure.suptitle("Relaxations: bias (norm), total variance and MSE against temperature", y=1.01)
+    return grid.figure
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     """One figure: ``draw(tables, threshold)`` returns it from the study's tables; ``caption`` is its
@@ -225,6 +266,12 @@ FIGURES: dict[str, FigureSpec] = {
     "work_normalized_variance": FigureSpec(
         lambda t, thr: work_normalized_variance(t["cost_table"]),
         "Work-normalized variance (total variance x seconds per estimate): lower is better at equal compute."),
+    "relaxation_temperature": FigureSpec(
+        lambda t, thr: relaxation_temperature(t["synthetic_all"], t["vae_variance"]),
+        "Bias-variance trade-off of the relaxations (Gumbel-softmax, ST Gumbel-softmax, Gumbel-Rao, ReinMax): "
+        "the norm of the bias against the exact gradient (synthetic toys) or the reference gradient (VAE, "
+        "late shared checkpoint), the total variance and the MSE, against the temperature, means over seeds. "
+        "One line per estimator; its points are the study's entries of that estimator at several temperatures."),
     "device_timings": FigureSpec(
         lambda t, thr: device_timings(t["cost_table"]),
         "Seconds per VAE training step, per estimator and device."),
