@@ -216,6 +216,15 @@ def test_shared_checkpoints_read_the_reference_the_run_kept_and_it_equals_a_reco
                                   recomputed.drop(columns=TIMING, errors="ignore"), check_exact=True)
 
 
+@pytest.mark.parametrize("family", [{"family": "gaussian", "dim": 5}, {"family": "bernoulli", "dim": 7},
+                                    {"family": "categorical", "groups": 3, "classes": 4}])
+def test_the_closed_form_kl_is_torchs(family):
+    model, x = _small_model(family)
+    q = model.posterior(x * 3.0)  # away from the prior
+    expected = torch.distributions.kl_divergence(q, model.prior(q))
+    assert torch.allclose(model.kl(q), expected, rtol=1e-10, atol=1e-12) and (expected > 0.01).all()
+
+
 def _kl_problem(kl: str):
     """The VAE objective of a fixed decoder as a function of the posterior's logits ``[B, D]`` (far from the
     prior, so the KL is large), replicable along a leading dimension for vectorized measurement."""

@@ -21,7 +21,7 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical, kl_divergence
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
 
 from .latent import LatentSpec
 
@@ -66,8 +66,20 @@ class VAE(nn.Module):
         return Independent(OneHotCategorical(logits=torch.zeros_like(base.logits)), 1)
 
     def kl(self, q: Distribution) -> Tensor:
-        """KL(q || prior) per data point, ``[B]``."""
-        return kl_divergence(q, self.prior(q))
+        """KL(q || prior) per data point, ``[B]``, in closed form against the standard prior (N(0, I),
+        Bernoulli(1/2), uniform categorical); equal to ``kl_divergence(q, self.prior(q))`` (a test checks)
+        and several times cheaper than torch's generic Bernoulli and categorical versions."""
+        base = q.base_dist
+        if self.latent.family == "gaussian":
+            scale = base.scale
+            return 0.5 * (base.loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
+        if self.latent.family == "bernoulli":
+            logits = base.logits
+            p = torch.sigmoid(logits)
+            neg_entropy = p * nn.functional.logsigmoid(logits) + (1.0 - p) * nn.functional.logsigmoid(-logits)
+            return neg_entropy.sum(-1) + logits.shape[-1] * math.log(2.0)
+        log_p = base.logits.log_softmax(-1)
+        return (log_p.exp() * log_p).sum((-2, -1)) + log_p.shape[-2] * math.log(log_p.shape[-1])
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x | z): ``x`` ``[B, D]``, ``z`` ``[n, B, *event]`` -> ``[n, B]``."""

@@ -134,6 +134,7 @@ class Run:
         self.opt = OPTIMIZERS[config.train.optimizer](params, lr=config.train.lr)
         self.gen = torch.Generator(device=self.device).manual_seed(cell_seed(config.seed, "train"))
         self.step = 0
+        self._epoch_order: tuple[int, torch.Tensor | None] = (-1, None)
         self.evaluated_step = -1  # the last step whose evaluations are in the rows (a resume must not redo them)
         self.metrics: list[dict] = []
         self.variance: list[dict] = []
@@ -219,9 +220,10 @@ class Run:
         bs = int(self.config.train.batch_size)
         per_epoch = max(1, self.train_data.shape[0] // bs)
         epoch, i = divmod(step, per_epoch)
-        perm = torch.randperm(self.train_data.shape[0],
-                              generator=torch.Generator().manual_seed(cell_seed(self.config.seed, "epoch", epoch)))
-        idx = perm[i * bs:(i + 1) * bs].to(self.device)
+        if self._epoch_order[0] != epoch:  # one shuffle per epoch, not per step; a function of (seed, epoch)
+            gen = torch.Generator().manual_seed(cell_seed(self.config.seed, "epoch", epoch))
+            self._epoch_order = (epoch, torch.randperm(self.train_data.shape[0], generator=gen).to(self.device))
+        idx = self._epoch_order[1][i * bs:(i + 1) * bs]
         return self.data.binarize(self.train_data[idx], self.gen)
 
     def train_step(self) -> float:
@@ -241,7 +243,10 @@ class Run:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+        # One sum per tensor and one sync: a NaN or inf anywhere makes its sum non-finite (as would weights so
+        # large that their sum overflows, which is divergence too). Checking each tensor's elements cost
+        # 8-13% of a paper-size step (benchmarks/bench_vae_step.py).
+        if not bool(torch.stack([p.detach().sum() for p in self.model.parameters()]).isfinite().all()):
             raise Diverged(f"parameters became non-finite at step {self.step}")
         return float(-elbo.detach()) / x.shape[0]
 
