@@ -206,6 +206,9 @@ def relaxation_rows(synth: pd.DataFrame, variance: pd.DataFrame) -> pd.DataFrame
     if rows.empty or "estimator_name" not in rows:
         return pd.DataFrame()
     rows = rows[rows["estimator_name"].isin(RELAXATIONS)]
+    options = rows["estimator_options"].map(json.loads)
+    # An annealed entry's temperature at a checkpoint is not its option's: it has no place on this axis.
+    rows = rows[options.map(lambda o: not o.get("anneal_rate"))]
     temperature = rows["estimator_options"].map(lambda o: json.loads(o).get("temperature", np.nan))
     rows = rows.assign(temperature=temperature.astype(float)).dropna(subset=["temperature"])
     return (rows.groupby(["where", "estimator_name", "temperature"], as_index=False)
@@ -271,7 +274,8 @@ FIGURES: dict[str, FigureSpec] = {
         "Bias-variance trade-off of the relaxations (Gumbel-softmax, ST Gumbel-softmax, Gumbel-Rao, ReinMax): "
         "the norm of the bias against the exact gradient (synthetic toys) or the reference gradient (VAE, "
         "late shared checkpoint), the total variance and the MSE, against the temperature, means over seeds. "
-        "One line per estimator; its points are the study's entries of that estimator at several temperatures."),
+        "One line per estimator; its points are the study's entries of that estimator at several temperatures "
+        "(annealed entries are left out: their temperature changes along training)."),
     "device_timings": FigureSpec(
         lambda t, thr: device_timings(t["cost_table"]),
         "Seconds per VAE training step, per estimator and device."),
