@@ -2,8 +2,8 @@
 
     snakemake --cores all && python -m experiments.snapshot --study default --wall-time "7 min 40 s"
 
-Keeps ``results/STUDY/figures/claim.png`` and ``results/STUDY/tables/claim_summary.md`` (which git tracks
-for the studies the README shows), writes ``results/STUDY/SNAPSHOT.md`` (commit, config hash, machine,
+Keeps the files of ``KEPT`` (the claim figure and summary, the verdict table, the relaxations' bias and MSE,
+the training figures; git tracks them for the studies the README shows, see ``.gitignore``), writes ``results/STUDY/SNAPSHOT.md`` (commit, config hash, machine,
 wall time) and replaces the README's block between ``<!-- claim-summary:STUDY:start -->`` and
 ``<!-- claim-summary:STUDY:end -->`` with the summary. A test checks that the README's copy is the
 committed summary, so the two cannot drift apart.
@@ -19,6 +19,11 @@ import yaml
 
 from .io import atomic_write_text
 from .provenance import ROOT, config_hash, git_commit
+
+
+#: What a snapshot keeps of a study's results (paths under results/STUDY/); .gitignore lets exactly these in.
+KEPT = ("figures/claim.png", "tables/claim_summary.md", "tables/variance_claim.md",
+        "figures/relaxation_temperature.png", "figures/elbo_curves.png", "figures/vae_variance_over_training.png")
 
 
 def block_markers(study: str) -> tuple[str, str]:
@@ -47,9 +52,10 @@ def main(argv=None) -> None:
     ap.add_argument("--wall-time", required=True, help="how long `snakemake --cores all` took, as measured")
     args = ap.parse_args(argv)
     results = ROOT / "results" / args.study
+    missing = [name for name in KEPT if not (results / name).exists()]
+    if missing:
+        raise SystemExit(f"{results}: {', '.join(missing)} missing: run the study first")
     summary = (results / "tables" / "claim_summary.md").read_text()
-    if not (results / "figures" / "claim.png").exists():
-        raise SystemExit(f"{results}/figures/claim.png is missing: run the study first")
     with open(ROOT / args.config) as fh:
         config = yaml.safe_load(fh)
     atomic_write_text(results / "SNAPSHOT.md", "\n".join([
@@ -59,7 +65,7 @@ def main(argv=None) -> None:
         f"- config: `{args.config}`, hash {config_hash(config)}",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
         f"- `snakemake --cores all`: {args.wall_time} from a fresh clone",
-        "- files: `figures/claim.png`, `tables/claim_summary.md`",
+        "- files: " + ", ".join(f"`{name}`" for name in KEPT),
         "",
     ]))
     update_readme(args.study, summary, ROOT / "README.md")

@@ -101,10 +101,23 @@ def test_adding_an_estimator_takes_one_file_and_one_config_line(tmp_path, where)
     assert "fixed_b1" in {e["id"] for e in json.loads((work / targets[2]).with_name("config.json").read_text())["estimators"]}
 
 
-def test_the_readme_shows_the_committed_default_answer():
+SNAPSHOT_STUDIES = sorted(re.findall(r"<!-- claim-summary:(\w+):start -->", README))
+
+
+def test_the_readme_shows_the_default_and_the_mnist_answers():
+    assert SNAPSHOT_STUDIES == ["default", "mnist"]
+
+
+@pytest.mark.parametrize("study", SNAPSHOT_STUDIES)
+def test_the_readme_shows_the_committed_answer(study):
     from experiments import snapshot
 
-    committed = ROOT / "results" / "default" / "tables" / "claim_summary.md"
-    assert (ROOT / "results" / "default" / "figures" / "claim.png").stat().st_size > 10_000
-    assert snapshot.readme_block("default", README) == committed.read_text().strip()
-    assert "commit:" in (ROOT / "results" / "default" / "SNAPSHOT.md").read_text()
+    results = ROOT / "results" / study
+    assert (results / "figures" / "claim.png").stat().st_size > 10_000
+    assert snapshot.readme_block(study, README) == (results / "tables" / "claim_summary.md").read_text().strip()
+    provenance = (results / "SNAPSHOT.md").read_text()
+    assert "commit:" in provenance and all(f"`{name}`" in provenance for name in snapshot.KEPT)
+    for name in snapshot.KEPT:  # committed, and let in by .gitignore
+        assert (results / name).stat().st_size > 0
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(results / name)], cwd=ROOT)
+        assert ignored.returncode == 1, f"results/{study}/{name} is ignored by .gitignore"
