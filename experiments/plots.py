@@ -206,6 +206,8 @@ def relaxation_rows(synth: pd.DataFrame, variance: pd.DataFrame) -> pd.DataFrame
     if rows.empty or "estimator_name" not in rows:
         return pd.DataFrame()
     rows = rows[rows["estimator_name"].isin(RELAXATIONS)]
+    if rows.empty:
+        return pd.DataFrame()
     options = rows["estimator_options"].map(json.loads)
     # An annealed entry's temperature at a checkpoint is not its option's: it has no place on this axis.
     rows = rows[options.map(lambda o: not o.get("anneal_rate"))]

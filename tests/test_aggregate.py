@@ -108,3 +108,20 @@ def test_device_comparison_of_vae_runs():
     out = agg.device_comparison(pd.DataFrame(), metrics, variance).set_index("source")
     assert out.loc["vae_variance", "variances_agree"] and out.loc["vae_variance", "speedup_b_over_a"] == 4.0
     assert out.loc["vae_training", "speedup_b_over_a"] == pytest.approx(5.0)
+
+
+def test_the_relaxation_figure_draws_for_a_study_without_relaxations():
+    """A study need not have the estimators a figure is about (the fault suite's has no relaxation): the
+    figure draws a panel that says so rather than failing the pipeline."""
+    from experiments.plots import relaxation_rows, relaxation_temperature
+
+    synth = pd.DataFrame({"experiment": "synthetic", "problem": "bernoulli_toy", "setting": '{"dim": 2, "t": 0.45}',
+                          "parameter": "logits", "estimator_id": "reinforce", "estimator_name": "reinforce",
+                          "estimator_options": '{"baseline": "none"}', "n_samples": 1, "seed": 0,
+                          "total_variance": 2.0, "bias_norm": 0.1, "mse": 2.01}, index=[0])
+    assert relaxation_rows(synth, pd.DataFrame()).empty
+    assert relaxation_temperature(synth, pd.DataFrame()) is not None
+    gumbel = synth.assign(estimator_id="g", estimator_name="gumbel_softmax", estimator_options='{"temperature": 0.5}')
+    annealed = gumbel.assign(estimator_id="a", estimator_options='{"temperature": 1.0, "anneal_rate": 0.001}')
+    rows = relaxation_rows(pd.concat([synth, gumbel, annealed]), pd.DataFrame())
+    assert list(rows.temperature) == [0.5] and list(rows.estimator_name) == ["gumbel_softmax"]
