@@ -66,8 +66,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """A tidy CSV; a table without rows still has its header, so ``pandas.read_csv`` reads every file."""
+def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> str:
+    """A tidy CSV; a table without rows still has its header, so ``pandas.read_csv`` reads every file.
+    Returns the text written."""
     if len(frame.columns) == 0:
         raise ValueError(f"{path}: refusing to write a table without columns (an empty table needs its header)")
-    atomic_write_text(path, frame.to_csv(index=False))
+    text = frame.to_csv(index=False)
+    atomic_write_text(path, text)
+    return text

@@ -210,9 +210,9 @@ def relaxation_rows(synth: pd.DataFrame, variance: pd.DataFrame) -> pd.DataFrame
         return pd.DataFrame()
     options = rows["estimator_options"].map(json.loads)
     # An annealed entry's temperature at a checkpoint is not its option's: it has no place on this axis.
-    rows = rows[options.map(lambda o: not o.get("anneal_rate"))]
-    temperature = rows["estimator_options"].map(lambda o: json.loads(o).get("temperature", np.nan))
-    rows = rows.assign(temperature=temperature.astype(float)).dropna(subset=["temperature"])
+    fixed = options.map(lambda o: not o.get("anneal_rate"))
+    temperature = options[fixed].map(lambda o: o.get("temperature", np.nan))
+    rows = rows[fixed].assign(temperature=temperature.astype(float)).dropna(subset=["temperature"])
     return (rows.groupby(["where", "estimator_name", "temperature"], as_index=False)
             [["bias_norm", "total_variance", "mse"]].mean())
 

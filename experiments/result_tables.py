@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_write_text
+from .io import atomic_write_text, write_csv_atomic
 
 
 class InputError(ValueError):
@@ -56,20 +56,24 @@ def checksum_path(path: Path) -> Path:
 def write(frame: pd.DataFrame, path: str | Path) -> None:
     """The CSV (atomically; a table without rows keeps its header), then its checksum file."""
     path = Path(path)
-    if len(frame.columns) == 0:
-        raise ValueError(f"{path}: refusing to write a table without columns (an empty table needs its header)")
-    text = frame.to_csv(index=False)
-    atomic_write_text(path, text)
+    text = write_csv_atomic(frame, path)
     atomic_write_text(checksum_path(path), f"{_digest(text.encode())}  {path.name}\n")
+
+
+def _recorded_digest(path: Path) -> str | None:
+    """The digest in ``path``'s checksum file ("" if it is empty), or ``None`` if there is none."""
+    sums = checksum_path(path)
+    if not sums.exists():
+        return None
+    words = sums.read_text().split()
+    return words[0] if words else ""
 
 
 def intact(path: str | Path) -> bool:
     """Whether ``path`` exists and matches its checksum file."""
-    path, sums = Path(path), checksum_path(Path(path))
-    if not (path.exists() and sums.exists()):
-        return False
-    words = sums.read_text().split()
-    return bool(words) and _digest(path.read_bytes()) == words[0]
+    path = Path(path)
+    recorded = _recorded_digest(path)
+    return bool(recorded) and path.exists() and _digest(path.read_bytes()) == recorded
 
 
 def read(path: str | Path, kind: str) -> pd.DataFrame:
@@ -81,9 +85,9 @@ def read(path: str | Path, kind: str) -> pd.DataFrame:
     except OSError as err:
         raise InputError(f"{path}: cannot be read ({err.strerror or err})") from err
     sums = checksum_path(path)
-    if not sums.exists():
+    expected = _recorded_digest(path)
+    if expected is None:
         raise InputError(f"{path}: no checksum file {sums.name} beside it: not written by a finished job; {REMEDY}")
-    expected = sums.read_text().split()[0] if sums.read_text().split() else ""
     if _digest(data) != expected:
         raise InputError(f"{path}: checksum mismatch with {sums.name}: the file was cut short, edited or damaged "
                          f"after its job wrote it ({len(data)} bytes); {REMEDY}")
