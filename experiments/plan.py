@@ -129,6 +129,9 @@ def _latents(entries: dict) -> dict[str, tuple[LatentSpec, str | None]]:
         preset = entry.pop("preset", None)
         out[latent_id] = (parse(LatentSpec, entry, f"vae.latents.{latent_id}"), preset)
         if preset is not None:
+            if preset not in run_config.PRESETS:
+                raise ConfigError(f"vae.latents.{latent_id}.preset: unknown preset {preset!r}"
+                                  f"{suggestion(preset, run_config.PRESETS)}; valid: {', '.join(run_config.PRESETS)}")
             expected = run_config.PRESETS[preset]["latent"]
             if to_dict(out[latent_id][0]) != to_dict(parse(LatentSpec, expected)):
                 raise ConfigError(f"vae.latents.{latent_id}: preset {preset!r} is for the latent {expected}, "

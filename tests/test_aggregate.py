@@ -125,3 +125,33 @@ def test_the_relaxation_figure_draws_for_a_study_without_relaxations():
     annealed = gumbel.assign(estimator_id="a", estimator_options='{"temperature": 1.0, "anneal_rate": 0.001}')
     rows = relaxation_rows(pd.concat([synth, gumbel, annealed]), pd.DataFrame())
     assert list(rows.temperature) == [0.5] and list(rows.estimator_name) == ["gumbel_softmax"]
+
+
+@pytest.mark.parametrize("config_file", ["config/config.yaml", "config/paper.yaml"])
+def test_variance_vs_k_draws_the_four_gaussian_families_at_one_sample(config_file):
+    """Mohamed et al.'s Figures 2-3 have four families; the figure draws one sample per estimate, so each family
+    needs an entry of the study that applies to N(1, 1) with n_samples=1."""
+    import yaml
+    from torch.distributions import Normal
+
+    from experiments.estimator_spec import EstimatorSpec
+
+    with open(config_file) as fh:
+        entries = yaml.safe_load(fh)["synthetic"]["estimators"]
+    dist = Normal(1.0, 1.0)
+    drawn = {spec.name for spec in (EstimatorSpec.from_config(i, e, i, allow_nvil=False, allow_latents=False)
+                                    for i, e in entries.items())
+             if spec.build().why_not(dist, 1) is None}
+    assert {"pathwise", "reinforce", "measure_valued", "reinforce_delta"} <= drawn
+
+
+def test_variance_vs_k_leaves_out_round_off_and_says_so():
+    from experiments.plots import ROUND_OFF_VARIANCE, mohamed_variance
+
+    rows = [{"problem": "mohamed_quadratic", "k": k, "parameter": "loc", "n_samples": 1, "estimator_id": e,
+             "mean_variance": v} for k in (0.0, 1.0) for e, v in (("pathwise", 4.0), ("delta", 1e-31))]
+    fig = mohamed_variance(pd.DataFrame(rows))
+    assert "delta on (x - k)^2" in fig._suptitle.get_text()
+    lines = [line for ax in fig.axes for line in ax.get_lines() if len(line.get_ydata())]
+    assert all(min(line.get_ydata()) > ROUND_OFF_VARIANCE or all(map(math.isnan, line.get_ydata()))
+               for line in lines)

@@ -173,3 +173,23 @@ def test_a_missing_data_folder_or_file_is_refused_at_planning(tmp_path):
     def missing_file(c):
         c["vae"].update(datasets=["mnist"], data_dir=str(tmp_path))
     assert "vae.data_dir: train-images-idx3-ubyte.gz not found in" in _error(missing_file)
+
+
+def test_the_paper_study_has_liu2023s_six_configurations_trained_with_the_straight_through_family():
+    from experiments.vae.run_config import LIU2023_CONFIGURATIONS, PRESETS
+
+    config = study_config.check(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
+    plan = make_plan(config, config["devices"])
+    liu = {f"liu2023_{c}x{v}": (v, c) for c, v in LIU2023_CONFIGURATIONS}
+    assert set(liu) <= set(PRESETS)
+    for latent_id, (groups, classes) in liu.items():
+        runs = [r for r in plan.vae_runs if r.latent_id == latent_id]
+        assert {r.estimator_id for r in runs} == {"straight_through", "gumbel", "st_gumbel", "gumbel_rao", "reinmax"}
+        latent = plan.job_config(runs[0].path)["latent"]
+        assert (latent["groups"], latent["classes"]) == (groups, classes)
+
+
+def test_an_unknown_preset_is_refused_with_the_valid_ones():
+    message = _error(lambda c: c["vae"]["latents"]["gaussian"].update(preset="liu2023"))
+    assert "vae.latents.gaussian.preset: unknown preset 'liu2023' (did you mean" in message
+    assert "liu2023_10x30" in message
