@@ -24,7 +24,7 @@ wildcard_constraints:
     device=DEVICE_PATTERN,
     seed=r"\d+",
     samples=r"\d+",
-    estimator=ID_PATTERN,
+    estimator=ESTIMATOR_FOLDER_PATTERN,
     latent=ID_PATTERN,
     dataset=DATASET_PATTERN,
     figure="|".join(FIGURES),

@@ -38,6 +38,8 @@ from torch import Tensor
 log = logging.getLogger("gradvar.data")
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "binarized_mnist")
+#: The data sets with a canonical validation split (``Dataset.valid``), on which learning rates are selected.
+WITH_VALIDATION = ("binarized_mnist",)
 TEST_BINARIZATION_SEED = 20131220  # fixed: every run sees the same binary test set
 _CHUNK = 1 << 20
 
@@ -88,12 +90,14 @@ REMOTE_FILES: dict[str, dict[str, RemoteFile]] = {
 
 @dataclass(frozen=True)
 class Dataset:
-    """Flattened images ``[N, D]`` in [0, 1]; ``test`` is already binary."""
+    """Flattened images ``[N, D]`` in [0, 1]; ``test`` and ``valid`` are already binary; ``valid`` is the
+    canonical validation split where the data set has one (``WITH_VALIDATION``), else None."""
 
     name: str
     train: Tensor
     test: Tensor
     dynamic: bool  # binarize train minibatches anew each time
+    valid: Tensor | None = None
 
     @property
     def dim(self) -> int:
@@ -252,7 +256,8 @@ def load(name: str, data_dir=None, cache_dir=None, download: bool = True) -> Dat
     if name == "binarized_mnist":
         train = torch.as_tensor(read_amat(paths["binarized_mnist_train.amat"]), dtype=torch.float32)
         test = torch.as_tensor(read_amat(paths["binarized_mnist_test.amat"]), dtype=torch.float32)
-        return Dataset(name, train, test, dynamic=False)
+        valid = torch.as_tensor(read_amat(paths["binarized_mnist_valid.amat"]), dtype=torch.float32)
+        return Dataset(name, train, test, dynamic=False, valid=valid)
     train = torch.as_tensor(read_idx_images(paths["train-images-idx3-ubyte.gz"]), dtype=torch.float32) / 255.0
     test = torch.as_tensor(read_idx_images(paths["t10k-images-idx3-ubyte.gz"]), dtype=torch.float32) / 255.0
     return Dataset(name, train, _fixed_binarization(test), dynamic=True)

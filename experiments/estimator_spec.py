@@ -2,8 +2,10 @@
 
 An entry is ``{name: REGISTERED_NAME, **options}`` plus keys of the study's own: ``nvil: true`` (train an
 input-dependent learned baseline with ``reinforce``, VAE only), ``latents: [...]`` (ask for those latents
-explicitly; an estimator that does not apply to one of them is then an error, not a listed exclusion) and
-``train: false`` (VAE only: no training run of its own; measured at the shared checkpoints only).
+explicitly; an estimator that does not apply to one of them is then an error, not a listed exclusion),
+``train: false`` (VAE only: no training run of its own; measured at the shared checkpoints only) and
+``lr_grid: [...]`` (VAE only: one training run per learning rate; the one with the best final validation ELBO
+is selected, ``experiments.aggregate.select_learning_rates``, and its test numbers are reported).
 Every place that reads an entry (the plan, the synthetic study, VAE runs, the shared-checkpoints protocol)
 goes through this class, so an entry is valid everywhere or nowhere.
 """
@@ -17,7 +19,7 @@ import estimators
 from .typed_config import ConfigError, suggestion
 
 #: Keys of an entry that are not estimator options.
-STUDY_KEYS = ("name", "nvil", "latents", "train")
+STUDY_KEYS = ("name", "nvil", "latents", "train", "lr_grid")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class EstimatorSpec:
     nvil: bool = False
     latents: tuple[str, ...] | None = None
     train: bool = True
+    lr_grid: tuple[float, ...] | None = None
 
     @classmethod
     def from_config(cls, est_id: str, entry, path: str = "", *, allow_nvil: bool = True,
@@ -49,9 +52,9 @@ class EstimatorSpec:
         klass = estimators.estimator_class(name)
         valid = klass.option_names()
         allowed_study_keys = (["name"] + (["nvil"] if allow_nvil else [])
-                              + (["latents", "train"] if allow_latents else []))
+                              + (["latents", "train", "lr_grid"] if allow_latents else []))
         why = {"nvil": "a learned baseline needs the VAE study", "latents": "only the VAE study has latents",
-               "train": "only the VAE study trains runs"}
+               "train": "only the VAE study trains runs", "lr_grid": "only the VAE study trains runs"}
         for key in entry:
             if key in STUDY_KEYS and key not in allowed_study_keys:
                 raise ConfigError(f"{where}.{key}: not valid here ({why[key]})")
@@ -69,8 +72,12 @@ class EstimatorSpec:
         train = entry.get("train", True)
         if not isinstance(train, bool):
             raise ConfigError(f"{where}.train: expected true or false, got {train!r}")
+        lr_grid = _lr_grid(entry.get("lr_grid"), f"{where}.lr_grid")
+        if lr_grid is not None and not train:
+            raise ConfigError(f"{where}.lr_grid: an entry with train: false trains no run, so it has no learning rate "
+                              f"to select; remove one of the two")
         spec = cls(est_id, name, {k: v for k, v in entry.items() if k not in STUDY_KEYS}, nvil,
-                   None if latents is None else tuple(latents), train)
+                   None if latents is None else tuple(latents), train, lr_grid)
         try:
             spec.build()
         except (ValueError, TypeError) as err:
@@ -87,7 +94,8 @@ class EstimatorSpec:
         return self.build().describe() + ("+nvil" if self.nvil else "")
 
     def to_config(self) -> dict:
-        """The entry form (what ``from_config`` reads back), without ``latents`` and ``train`` (planning details)."""
+        """The entry form (what ``from_config`` reads back), without ``latents``, ``train`` and ``lr_grid``
+        (planning details)."""
         return {"name": self.name, **self.options, **({"nvil": True} if self.nvil else {})}
 
     def columns(self, prefix: str = "estimator") -> dict:
@@ -95,3 +103,13 @@ class EstimatorSpec:
         est = self.build()
         return {f"{prefix}_id": self.id, f"{prefix}_name": self.name, f"{prefix}_label": self.label,
                 f"{prefix}_options": json.dumps(est.options(), sort_keys=True)}
+
+
+def _lr_grid(grid, where: str) -> tuple[float, ...] | None:
+    if grid is None:
+        return None
+    ok = (isinstance(grid, list) and len(grid) >= 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf") for v in grid))
+    if not ok or len(set(map(float, grid))) != len(grid):
+        raise ConfigError(f"{where}: expected a list of at least two distinct positive learning rates, got {grid!r}")
+    return tuple(float(v) for v in grid)

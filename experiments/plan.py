@@ -46,6 +46,11 @@ class SyntheticJob:
         return f"synthetic/{self.device}/seed{self.seed}/{self.estimator_id}"
 
 
+#: A run of an lr_grid entry lives in ``ESTIMATOR_ID@lrLR/`` (``VAERun.path``); the rules' wildcard pattern.
+LR_SUFFIX = "@lr"
+LR_SUFFIX_PATTERN = r"(@lr[0-9.e+-]+)?"
+
+
 @dataclass(frozen=True)
 class VAERun:
     dataset: str
@@ -54,10 +59,12 @@ class VAERun:
     n_samples: int
     device: str
     seed: int
+    lr: float | None = None     # set for an entry with lr_grid: one run per learning rate
 
     @property
     def path(self) -> str:
-        return (f"vae/runs/{self.dataset}/{self.latent_id}/{self.estimator_id}/s{self.n_samples}/"
+        folder = self.estimator_id if self.lr is None else f"{self.estimator_id}{LR_SUFFIX}{self.lr:g}"
+        return (f"vae/runs/{self.dataset}/{self.latent_id}/{folder}/s{self.n_samples}/"
                 f"{self.device}/seed{self.seed}")
 
 
@@ -183,6 +190,10 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
         except data.DataError as err:
             raise ConfigError(f"vae.data_dir: {err}") from None
     for spec in specs.values():
+        no_validation = [d for d in vae["datasets"] if d not in data.WITH_VALIDATION]
+        if spec.lr_grid is not None and no_validation:
+            raise ConfigError(f"vae.estimators.{spec.id}.lr_grid: selecting a learning rate needs a validation split, "
+                              f"which {no_validation[0]!r} has not; data sets with one: {', '.join(data.WITH_VALIDATION)}")
         unknown = sorted(set(spec.latents or ()) - set(latents))
         if unknown:
             raise ConfigError(f"vae.estimators.{spec.id}.latents: unknown latent(s) {unknown}; defined: "
@@ -221,24 +232,46 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
             raise ConfigError(f"vae.shared_checkpoints.trained_with.{latent_id}: must name an estimator id that "
                               f"runs on that latent with n_samples={host_samples} (the first of vae.n_samples); "
                               f"got {host_id!r}; candidates: {', '.join(candidates)}")
+    host_lr: dict[tuple[str, str], float] = {}          # (dataset, latent) -> the host's lr, where it has a grid
     for dataset in vae["datasets"]:
         for (latent_id, est_id), sample_list in runnable.items():
             latent, preset = latents[latent_id]
+            grid = specs[est_id].lr_grid
             for n in sample_list:
                 for device in devices:
                     for seed in config["seeds"]:
-                        run = VAERun(dataset, latent_id, est_id, n, device, int(seed))
                         cell = {"dataset": dataset, "data_dir": vae.get("data_dir"), "latent": to_dict(latent),
                                 "modules": list(config.get("modules") or []),
                                 "estimator": {"id": est_id, **specs[est_id].to_config()}, "n_samples": n,
                                 "device": device, "seed": int(seed)}
-                        resolved = run_config.resolve({"preset": preset} if preset else {}, settings, cell)
-                        plan.vae_runs.append(run)
-                        plan.job_configs[run.path] = run_config.as_dict(resolved)
-    _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan)
+                        layers = ({"preset": preset} if preset else {}, settings, cell)
+                        if grid is None:
+                            run = VAERun(dataset, latent_id, est_id, n, device, int(seed))
+                            plan.vae_runs.append(run)
+                            plan.job_configs[run.path] = run_config.as_dict(run_config.resolve(*layers))
+                            continue
+                        if est_id == shared["trained_with"].get(latent_id) and n == host_samples:
+                            host_lr[(dataset, latent_id)] = _host_lr(run_config.resolve(*layers).train.lr, grid,
+                                                                     latent_id, est_id)
+                        for lr in grid:
+                            run = VAERun(dataset, latent_id, est_id, n, device, int(seed), lr)
+                            selecting = {"train": {"lr": lr}, "eval": {"validation": True}}
+                            plan.vae_runs.append(run)
+                            plan.job_configs[run.path] = run_config.as_dict(run_config.resolve(*layers, selecting))
+    _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan, host_lr)
 
 
-def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan):
+def _host_lr(lr: float, grid: tuple[float, ...], latent_id: str, est_id: str) -> float:
+    """The host of a latent whose entry has a learning-rate grid is its run at the study's learning rate: the
+    shared checkpoints cannot wait for a selection that needs every run of the grid finished."""
+    if lr not in grid:
+        raise ConfigError(f"vae.estimators.{est_id}.lr_grid: must include the learning rate of the runs it is "
+                          f"compared with ({lr:g}, vae.settings.train.lr or its default): its run at that rate "
+                          f"hosts the shared checkpoints of latent {latent_id!r}; got {list(grid)}")
+    return lr
+
+
+def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan, host_lr):
     """Every estimator that applies to a latent's family, at the protocol's own n_samples (not training's)."""
     for latent_id, (latent, _) in latents.items():
         host_spec = specs[shared["trained_with"][latent_id]]
@@ -265,7 +298,8 @@ def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, d
         for dataset in config["vae"]["datasets"] if measured else []:
             for device in devices:
                 for seed in config["seeds"]:
-                    host = VAERun(dataset, latent_id, host_spec.id, host_samples, device, int(seed))
+                    host = VAERun(dataset, latent_id, host_spec.id, host_samples, device, int(seed),
+                                  host_lr.get((dataset, latent_id)))
                     job = SharedCheckpointsJob(host, tuple(measured))
                     plan.shared_jobs.append(job)
                     plan.job_configs[job.path] = {

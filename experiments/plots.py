@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .aggregate import claim_samples  # noqa: E402
+from .aggregate import claim_samples, only_selected  # noqa: E402
 from .closed_form import variance_ratio_sum_of_squares  # noqa: E402
 
 MOHAMED = {"mohamed_quadratic": "(x - k)^2", "mohamed_exp": "exp(-k x^2)", "mohamed_cos": "cos(k x)"}
@@ -77,7 +77,7 @@ def dimension_ratio(synth: pd.DataFrame, threshold: float) -> plt.Figure:
 
 def vae_variance_over_training(variance: pd.DataFrame) -> plt.Figure:
     """log10 mean per-parameter variance of the encoder gradient over training (own-run protocol)."""
-    data = variance[variance["protocol"] == "own_run"] if not variance.empty else variance
+    data = only_selected(variance[variance["protocol"] == "own_run"]) if not variance.empty else variance
     if data.empty:
         return _empty("VAE encoder-gradient variance over training")
     grid = sns.relplot(data=data, x="step", y="log10_mean_variance", hue="estimator_id", col="latent",
@@ -89,6 +89,7 @@ def vae_variance_over_training(variance: pd.DataFrame) -> plt.Figure:
 
 
 def elbo_curves(metrics: pd.DataFrame) -> plt.Figure:
+    metrics = only_selected(metrics)
     if metrics.empty:
         return _empty("ELBO curves")
     grid = sns.relplot(data=metrics, x="step", y="elbo", hue="estimator_id", style="split", col="latent",

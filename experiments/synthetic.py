@@ -28,7 +28,6 @@ from typing import Iterator, Literal
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 import estimators
 from estimators.measure import VarianceResult
@@ -40,7 +39,7 @@ from .estimator_spec import EstimatorSpec
 from . import result_tables
 from .provenance import provenance
 from .seeds import cell_seed
-from .typed_config import parse, to_dict
+from .typed_config import load_yaml, parse, to_dict
 from .user_modules import import_modules
 
 log = logging.getLogger("gradvar.synthetic")
@@ -144,7 +143,7 @@ def parse_settings(data: dict | None, path: str = "synthetic.settings") -> Setti
 
 def load_config(path: str | Path) -> RunConfig:
     with open(path) as fh:
-        config = parse(RunConfig, yaml.safe_load(fh))
+        config = parse(RunConfig, load_yaml(fh))
     config.specs()  # estimator entries are checked before anything runs
     return config
 

@@ -14,15 +14,39 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from typing import Any, Literal, Union
+
+import yaml
 
 T = typing.TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A config value or key that cannot be accepted; the message is one line and starts with the path."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 (PyYAML) reads ``1e-05`` as a string: a float needs a dot there. JSON, which writes small
+    floats that way, is meant to be YAML, and every job's ``config.json`` is read as YAML; so exponent
+    floats are floats here (YAML 1.2's rule)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml(stream):
+    """YAML (or JSON) text or a file object, with exponent floats read as floats (``_Loader``)."""
+    return yaml.load(stream, Loader=_Loader)
 
 
 def suggestion(word: str, valid) -> str:

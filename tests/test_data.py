@@ -30,6 +30,11 @@ def test_local_folder_loads_verified(name, train, test):
     assert d.train.shape == (train, 784) and d.test.shape == (test, 784)
     assert float(d.train.min()) >= 0 and float(d.train.max()) <= 1
     assert set(d.test.unique().tolist()) == {0.0, 1.0}
+    if name in data.WITH_VALIDATION:
+        assert d.valid.shape == (10000, 784) and set(d.valid.unique().tolist()) == {0.0, 1.0}
+        assert not any(torch.equal(d.valid[:100], other[:100]) for other in (d.train, d.test))
+    else:
+        assert d.valid is None
 
 
 @needs_shared

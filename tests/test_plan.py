@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,13 @@ def test_an_unknown_preset_is_refused_with_the_valid_ones():
     message = _error(lambda c: c["vae"]["latents"]["gaussian"].update(preset="liu2023"))
     assert "vae.latents.gaussian.preset: unknown preset 'liu2023' (did you mean" in message
     assert "liu2023_10x30" in message
+
+
+def test_job_configs_read_small_floats_as_numbers(tmp_path):
+    """JSON writes 1e-05 (no dot), which YAML 1.1 reads as a string: a job's config.json must read back equal."""
+    from experiments.typed_config import load_yaml
+
+    config = {"train": {"lr": 0.00001}, "estimator": {"anneal_rate": 3e-5}, "grid": [1e-5, 1.5, 2]}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    assert load_yaml(path.read_text()) == config

@@ -63,6 +63,7 @@ class EvalSettings:
     elbo_samples: int = 1
     train_subset: int = 1000
     batch_size: int = 500
+    validation: bool = False    # also the ELBO on the validation split (data.WITH_VALIDATION); set by lr_grid
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,13 @@ class RunConfig(RunSettings):
     modules: list[str] = field(default_factory=list)   # the user's estimator modules, imported first
 
     def validate(self) -> None:
+        from ..data import WITH_VALIDATION
+
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.eval.validation and self.dataset not in WITH_VALIDATION:
+            raise ValueError(f"eval.validation: data set {self.dataset!r} has no validation split; data sets with one: "
+                             f"{', '.join(WITH_VALIDATION)}")
 
     @property
     def estimator_spec(self) -> EstimatorSpec:

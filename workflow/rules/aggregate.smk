@@ -18,6 +18,8 @@ rule aggregate:
         claim_tex=f"{R}/tables/variance_claim.tex",
         summary=f"{R}/tables/claim_summary.csv",
         summary_md=f"{R}/tables/claim_summary.md",
+        lr_selection=f"{R}/tables/lr_selection.csv",
+        lr_selection_md=f"{R}/tables/lr_selection.md",
         elbo=f"{R}/tables/elbo_table.csv",
         elbo_md=f"{R}/tables/elbo_table.md",
         elbo_tex=f"{R}/tables/elbo_table.tex",

@@ -4,7 +4,7 @@ import json
 import os
 
 from experiments import study_config
-from experiments.plan import make_plan
+from experiments.plan import LR_SUFFIX_PATTERN, make_plan
 from experiments.aggregate import TABLES
 from experiments.plots import FIGURE_TABLES, FIGURES
 from experiments.typed_config import ConfigError
@@ -55,6 +55,7 @@ R = PLAN.results  # results/<study>
 LOGS = f"logs/{STUDY}"
 _SCHEMA = study_config.schema()
 ID_PATTERN = _SCHEMA["definitions"]["id_map"]["propertyNames"]["pattern"].strip("^$")
+ESTIMATOR_FOLDER_PATTERN = ID_PATTERN + LR_SUFFIX_PATTERN  # an lr_grid entry's runs: ID@lrLR
 DEVICE_PATTERN = _SCHEMA["properties"]["devices"]["items"]["pattern"].strip("^$")
 DATASET_PATTERN = "|".join(_SCHEMA["properties"]["vae"]["properties"]["datasets"]["items"]["enum"])
 

@@ -57,10 +57,10 @@ for run in plan.vae_runs:
     latent_ids[label] = run.latent_id
     status_rows.append({"run": f"{plan.results}/{run.path}", "dataset": run.dataset, "latent_id": run.latent_id,
                         "latent": label, "estimator_id": run.estimator_id, "n_samples": run.n_samples,
-                        "device": run.device, "seed": run.seed, "host": run in hosts, "status": status["status"],
-                        "step": status["step"], "message": status.get("message", "")})
+                        "device": run.device, "seed": run.seed, "lr": config["train"]["lr"], "host": run in hosts,
+                        "status": status["status"], "step": status["step"], "message": status.get("message", "")})
 run_status = pd.DataFrame(status_rows, columns=["run", "dataset", "latent_id", "latent", "estimator_id", "n_samples",
-                                                "device", "seed", "host", "status", "step", "message"])
+                                                "device", "seed", "lr", "host", "status", "step", "message"])
 final_steps = {(h.dataset, h.latent_id): (checkpoint_steps(plan.job_config(h.path)) or [0])[-1] for h in hosts}
 
 # What the plan left out, then what each synthetic job found inapplicable (per problem setting).
@@ -75,9 +75,14 @@ by_source = {s: declared[declared["source"] == s].drop(columns="source").dropna(
 claim = agg.claim_table(agg.synthetic_claim(synth, by_source["synthetic"], threshold, seeds),
                         agg.vae_claim(variance, by_source["vae"], threshold, seeds, final_steps, latent_ids, run_status))
 summary = agg.claim_summary(claim, threshold)
-elbo = agg.elbo_table(metrics, run_status)
-cost = agg.cost_table(metrics, variance, synth)
-devices = agg.device_comparison(synth, metrics, variance)
+# Learning-rate grids: the selection is made here, by the rule declared in select_learning_rates; the tables
+# of training results then read the selected runs only (all runs stay in vae_metrics and vae_variance).
+lr_selection = agg.select_learning_rates(metrics, run_status)
+metrics, variance, run_status = (agg.mark_selected(f, lr_selection) for f in (metrics, variance, run_status))
+selected = [agg.only_selected(f) for f in (metrics, variance, run_status)]
+elbo = agg.elbo_table(selected[0], selected[2])
+cost = agg.cost_table(selected[0], selected[1], synth)
+devices = agg.device_comparison(synth, selected[0], selected[1])
 
 write_csv_atomic(synth, sm.output.synthetic_all)
 write_csv_atomic(metrics, sm.output.vae_metrics)
@@ -86,6 +91,7 @@ write_csv_atomic(run_status, sm.output.run_status)
 write_csv_atomic(excluded, sm.output.excluded)
 write_table(claim, sm.output.claim, sm.output.claim_md, sm.output.claim_tex)
 write_table(summary, sm.output.summary, sm.output.summary_md)
+write_table(lr_selection, sm.output.lr_selection, sm.output.lr_selection_md)
 write_table(elbo, sm.output.elbo, sm.output.elbo_md, sm.output.elbo_tex)
 write_table(cost, sm.output.cost, sm.output.cost_md, sm.output.cost_tex)
 write_csv_atomic(devices, sm.output.devices)
