@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from . import data
 from .claim import Comparison, training_stage
 from .estimator_spec import EstimatorSpec
-from .synthetic import OBJECTIVE as SYNTHETIC_OBJECTIVE
-from .synthetic import iter_problems
+from .synthetic import iter_problems, measured_form
 from .synthetic import parse_settings as parse_synthetic_settings
 from .typed_config import ConfigError, parse, suggestion, to_dict
 from .user_modules import import_modules
@@ -129,12 +128,15 @@ class Plan:
         raise KeyError(f"no shared-checkpoints host run for {dataset}/{latent_id}/{device}/seed{seed}")
 
 
-def _latents(entries: dict) -> dict[str, tuple[LatentSpec, str | None]]:
+def _latents(entries: dict) -> dict[str, tuple[LatentSpec, str | None, dict]]:
+    """latent id -> (latent, preset, the latent's own settings: a layer over ``vae.settings``, checked)."""
     out = {}
     for latent_id, entry in entries.items():
         entry = dict(entry)
         preset = entry.pop("preset", None)
-        out[latent_id] = (parse(LatentSpec, entry, f"vae.latents.{latent_id}"), preset)
+        own = entry.pop("settings", None) or {}
+        run_config.parse_settings(own, f"vae.latents.{latent_id}.settings")
+        out[latent_id] = (parse(LatentSpec, entry, f"vae.latents.{latent_id}"), preset, own)
         if preset is not None:
             if preset not in run_config.PRESETS:
                 raise ConfigError(f"vae.latents.{latent_id}.preset: unknown preset {preset!r}"
@@ -200,7 +202,7 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
                               f"{', '.join(latents)}")
     runnable: dict[tuple[str, str], list[int]] = {}     # (latent, estimator) -> training n_samples
     applicable: set[tuple[str, str]] = set()            # (latent, estimator) whose family it applies to
-    for latent_id, (latent, _) in latents.items():
+    for latent_id, (latent, _, _) in latents.items():
         for spec in specs.values():
             if spec.latents is not None and latent_id not in spec.latents:
                 continue
@@ -235,7 +237,7 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
     host_lr: dict[tuple[str, str], float] = {}          # (dataset, latent) -> the host's lr, where it has a grid
     for dataset in vae["datasets"]:
         for (latent_id, est_id), sample_list in runnable.items():
-            latent, preset = latents[latent_id]
+            latent, preset, own = latents[latent_id]
             grid = specs[est_id].lr_grid
             for n in sample_list:
                 for device in devices:
@@ -244,7 +246,7 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
                                 "modules": list(config.get("modules") or []),
                                 "estimator": {"id": est_id, **specs[est_id].to_config()}, "n_samples": n,
                                 "device": device, "seed": int(seed)}
-                        layers = ({"preset": preset} if preset else {}, settings, cell)
+                        layers = ({"preset": preset} if preset else {}, settings, own, cell)
                         if grid is None:
                             run = VAERun(dataset, latent_id, est_id, n, device, int(seed))
                             plan.vae_runs.append(run)
@@ -273,7 +275,7 @@ def _host_lr(lr: float, grid: tuple[float, ...], latent_id: str, est_id: str) ->
 
 def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan, host_lr):
     """Every estimator that applies to a latent's family, at the protocol's own n_samples (not training's)."""
-    for latent_id, (latent, _) in latents.items():
+    for latent_id, (latent, _, _) in latents.items():
         host_spec = specs[shared["trained_with"][latent_id]]
         measured = []
         for est_id, spec in sorted(specs.items()):  # by id: a job's config does not depend on key order
@@ -325,11 +327,11 @@ def declare_claim(config: dict, plan: Plan) -> None:
     settings = parse_synthetic_settings(config["synthetic"].get("settings"))
     devices = sorted({job.device for job in plan.synthetic_jobs})
     for cell in iter_problems(settings.problems):
-        _, dist = cell.problem.build(*cell.problem.leaves())
         for comparison in comparisons:
             for num, den in comparison.pairs(syn_names):
                 for n in settings.n_samples:
-                    if syn_estimators[num].why_not(dist, n, SYNTHETIC_OBJECTIVE) or syn_estimators[den].why_not(dist, n, SYNTHETIC_OBJECTIVE):
+                    if measured_form(cell.problem, syn_estimators[num], n)[2] or \
+                            measured_form(cell.problem, syn_estimators[den], n)[2]:
                         continue
                     for parameter in cell.problem.params:
                         for device in devices:

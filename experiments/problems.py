@@ -45,6 +45,12 @@ class Problem:
     build: Callable
     expectation: Callable
     info: dict[str, float] = field(default_factory=dict)
+    #: A K-sample bound problem (``objective == "iwae"``): ``build`` gives its expectation form (the bound of
+    #: K-tuples, ``estimators.iwae``) and ``build_log_weight(*params) -> (f, q)`` the per-sample log-weight and
+    #: q, for an estimator of the bound itself (vimco, with K samples).
+    objective: str = "expectation"
+    iwae_k: int | None = None
+    build_log_weight: Callable | None = None
 
     def leaves(self) -> list[Tensor]:
         """Fresh copies of the parameters that require grad."""
@@ -332,6 +338,46 @@ def categorical_index_square(classes: int = 5, t: float = 1.7) -> Problem:
         build=lambda logits: (lambda z: (z.to(DTYPE) - t).pow(2), Categorical(logits=logits)),
         expectation=lambda logits: (torch.softmax(logits, -1) * (ks - t).pow(2)).sum(),
         info={"t": t, "classes": classes},
+    )
+
+
+def bernoulli_iwae(k: int = 2, dim: int = 3, t: float = 1.0) -> Problem:
+    r"""The K-sample importance-weighted bound of a small Bernoulli model, exact by enumeration.
+
+    q = prod_i Bernoulli(sigmoid(logits_i)); the joint is :math:`\log p(x, z) = D \log 	frac12
+    - 	frac12 (w^	op z - t)^2` (a uniform prior and a Gaussian-shaped likelihood; ``w`` spaced from 0.5 to 1.5);
+    the log-weight :math:`f(z) = \log p(x, z) - \log q(z)` depends on the parameters. The bound
+    :math:`\mathbb{E}_{q^K}[\log rac1K \sum_k e^{f(z_k)}]` is a finite sum over the :math:`2^{DK}` K-tuples.
+    """
+    from estimators.iwae import k_sample_bound, k_tuples
+
+    w = torch.linspace(0.5, 1.5, dim, dtype=DTYPE)
+
+    def log_joint(z):
+        return dim * math.log(0.5) - 0.5 * ((z * w).sum(-1) - t).pow(2)
+
+    def build_log_weight(logits):
+        q = Independent(Bernoulli(logits=logits), 1)
+        # log q at relaxed points too (relax, rebar and the relaxations evaluate f off {0, 1}): the same formula.
+        log_q = Independent(Bernoulli(logits=logits, validate_args=False), 1, validate_args=False).log_prob
+        return (lambda z: log_joint(z) - log_q(z)), q
+
+    def build(logits):
+        f, q = build_log_weight(logits)
+        return k_sample_bound(f, k, len(q.batch_shape)), k_tuples(q, k)
+
+    def expectation(logits):
+        configs = torch.cartesian_prod(*[torch.tensor([0.0, 1.0], dtype=DTYPE)] * dim).reshape(-1, dim)
+        f, q = build_log_weight(logits)
+        log_q, log_w = q.log_prob(configs), f(configs)                       # [2^D]
+        tuples = torch.cartesian_prod(*[torch.arange(len(configs))] * k).reshape(-1, k)   # [2^(DK), K]
+        bound = torch.logsumexp(log_w[tuples], -1) - math.log(k)
+        return (log_q[tuples].sum(-1).exp() * bound).sum()
+
+    return Problem(
+        name="bernoulli_iwae", family="Bernoulli", params={"logits": _t([0.3, -0.8, 1.1, 0.5][:dim])},
+        build=build, expectation=expectation, info={"k": k, "dim": dim}, objective="iwae", iwae_k=k,
+        build_log_weight=build_log_weight,
     )
 
 

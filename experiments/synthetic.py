@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 import estimators
+from estimators import iwae
 from estimators.measure import VarianceResult
 
 from . import closed_form, problems
@@ -82,6 +83,14 @@ class CategoricalToy:
 
 
 @dataclass(frozen=True)
+class IWAEToy:
+    """The K-sample bound of a small Bernoulli model (``problems.bernoulli_iwae``), at each K."""
+
+    k: list[int]
+    dim: int = 3
+
+
+@dataclass(frozen=True)
 class GammaCosts:
     costs: list[Literal["square", "log"]]
 
@@ -96,6 +105,7 @@ class Problems:
     dimension: DimensionSweep | None = None
     bernoulli_toy: BernoulliToy | None = None
     categorical_toy: CategoricalToy | None = None
+    bernoulli_iwae: IWAEToy | None = None
     gamma: GammaCosts | None = None
 
 
@@ -187,6 +197,10 @@ def iter_problems(grid: Problems) -> Iterator[Cell]:
         for groups in toy.groups:
             yield Cell("categorical_toy", {"dim": groups, "classes": toy.classes},
                        problems.categorical_polynomial(groups=groups, classes=toy.classes, t=toy.t))
+    if grid.bernoulli_iwae is not None:
+        for k in grid.bernoulli_iwae.k:
+            yield Cell("bernoulli_iwae", {"k": int(k), "dim": grid.bernoulli_iwae.dim},
+                       problems.bernoulli_iwae(k=int(k), dim=grid.bernoulli_iwae.dim))
     if grid.gamma is not None:
         for name in grid.gamma.costs:
             make = {"square": problems.gamma_square, "log": problems.gamma_log}[name]
@@ -252,8 +266,31 @@ def _columns(spec_columns: dict, prov: dict) -> list[str]:
             "work_normalized_variance", *prov]
 
 
-#: What the problems define: the gradient of an expectation (``estimators.capabilities.OBJECTIVES``).
+#: What the problems define: the gradient of an expectation (``estimators.capabilities.OBJECTIVES``), except
+#: those whose ``objective`` is ``iwae`` (the K-sample bound; ``estimators.iwae`` says how each estimator meets it).
 OBJECTIVE = "expectation"
+
+
+def measured_form(problem: problems.Problem, est, n_samples: int) -> tuple[problems.Problem, int, str | None]:
+    """``(problem, n, reason)``: the problem and sample count ``est`` is called with, and why it does not
+    apply (or None). On a K-sample bound problem ``n_samples`` counts K-tuples: an estimator of the bound
+    itself (vimco) takes the per-sample log-weight and K samples, one tuple; the others take the bound's
+    expectation form (``problem.build``) with ``n_samples`` tuples."""
+    _, dist = problem.build(*problem.leaves())
+    if problem.objective != "iwae":
+        return problem, n_samples, est.why_not(dist, n_samples, objective=OBJECTIVE)
+    _, q = problem.build_log_weight(*problem.leaves())
+    reason = iwae.why_not(est, q, problem.iwae_k, n_samples)
+    if est.capabilities.objective == "iwae":
+        return dataclasses.replace(problem, build=problem.build_log_weight), problem.iwae_k, reason
+    return problem, n_samples, reason
+
+
+def f_evaluations(problem: problems.Problem, est, n_samples: int) -> int | None:
+    """Evaluations of f per estimate; on a bound problem, of the per-sample log-weight."""
+    if problem.objective != "iwae":
+        return est.f_evaluations(problem.build(*problem.leaves())[1], n_samples)
+    return iwae.f_evaluations(est, problem.build_log_weight(*problem.leaves())[1], problem.iwae_k, n_samples)
 
 SKIPPED_COLUMNS = ["problem", "setting", "estimator_id", "estimator_name", "n_samples", "reason"]
 
@@ -269,23 +306,22 @@ def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
              len(cells), len(specs), config.n_samples, device)
     for i, cell in enumerate(cells, 1):
         problem = _on_device(cell.problem, device)
-        _, dist = problem.build(*problem.leaves())
         exact = problem.exact_gradient().to("cpu", torch.float64)
         setting = json.dumps(cell.setting, sort_keys=True)
         for spec in specs:
             est = spec.build().to(device)
             for n_samples in config.n_samples:
-                reason = est.why_not(dist, n_samples, objective=OBJECTIVE)
+                called, n_call, reason = measured_form(problem, est, n_samples)
                 if reason is not None:
                     skipped.append({"problem": cell.problem_key, "setting": setting, "estimator_id": spec.id,
                                     "estimator_name": spec.name, "n_samples": n_samples, "reason": reason})
                     continue
                 gen = torch.Generator(device=device).manual_seed(
                     cell_seed(config.seed, cell.problem_key, cell.setting, est.describe(), n_samples))
-                warm_up(est, problem, n_samples, gen, cfg.warmup_calls)
+                warm_up(est, called, n_call, gen, cfg.warmup_calls)
                 est.eval()
-                res = measure_cell(est, problem, n_samples, gen, cfg)
-                seconds = time_single_calls(est, problem, n_samples, gen, cfg.timing_calls, device)
+                res = measure_cell(est, called, n_call, gen, cfg)
+                seconds = time_single_calls(est, called, n_call, gen, cfg.timing_calls, device)
                 offset = 0
                 for param, value in problem.params.items():
                     sl = slice(offset, offset + value.numel())
@@ -298,7 +334,7 @@ def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
                         "k": cell.setting.get("k", math.nan), "dim": cell.setting.get("dim", value.numel()),
                         "t": cell.setting.get("t", math.nan), "setting": setting,
                         "parameter": param, **spec.columns(),
-                        "unbiased": est.unbiased, "f_evaluations": est.f_evaluations(dist, n_samples),
+                        "unbiased": est.unbiased, "f_evaluations": f_evaluations(problem, est, n_samples),
                         "seed": config.seed, "device": str(device),
                         "device_name": device_name(device), "exact_grad_norm": float(exact[sl].norm()),
                         "closed_form_mean_variance": _closed_form(cell, est, param, n_samples),

@@ -68,14 +68,30 @@ def test_elbo_table_takes_final_test_step_and_adds_jang_numbers():
                              "n_samples": 1, "device": "cpu", "seed": seed, "step": step, "split": split,
                              "elbo": elbo if split == "test" else elbo + 1})
     status = pd.DataFrame([{"dataset": "binarized_mnist", "latent": "categorical(20x10)", "estimator_id": "gumbel",
-                            "n_samples": 1, "device": "cpu", "seed": seed, "status": status}
+                            "n_samples": 1, "device": "cpu", "seed": seed, "status": status,
+                            "preset": "jang2017_categorical"}
                            for seed, status in ((0, "completed"), (1, "completed"), (2, "diverged"))])
     diverged = [{**r, "seed": 2, "elbo": -500.0} for r in rows if r["seed"] == 0]
     table = agg.elbo_table(pd.DataFrame(rows + diverged), status)
     row = table.iloc[0]
     assert row["neg_elbo_mean"] == pytest.approx(102) and row["neg_elbo_sd"] == pytest.approx(math.sqrt(8))
     assert row["n_seeds"] == 2 and row["n_runs"] == 3 and row["n_diverged"] == 1 and row["final_step"] == 10
-    assert row["jang2017_column"] == "Gumbel-S." and row["jang2017_neg_elbo"] == 101.5
+    assert row["train_neg_elbo_best"] == pytest.approx(101)    # the best training evaluation, mean over seeds
+    assert row["anchor"].startswith("Jang et al. 2017 Table 1, Gumbel-S.") and row["anchor_neg_elbo"] == 101.5
+    assert row["anchor_measure"] == "test"
+    # The same latent without the preset (another model) is compared with nothing.
+    table = agg.elbo_table(pd.DataFrame(rows), status.assign(preset=""))
+    assert table["anchor"].iloc[0] == "" and math.isnan(table["anchor_neg_elbo"].iloc[0])
+
+
+def test_relax_anchors_match_the_linear_one_layer_model_on_the_best_training_elbo():
+    by_key = {(a.preset, a.estimator_name): a for a in agg.ANCHORS}
+    assert by_key[("dong2020_linear", "relax")].neg_elbo == 111.20 and by_key[("dong2020_linear", "rebar")].neg_elbo == 111.6
+    assert {a.measure for a in agg.ANCHORS if a.preset == "dong2020_linear"} == {"best_train"}
+    assert not any(a.preset == "dong2020_nonlinear" for a in agg.ANCHORS)   # their two-layer model is not ours
+    from experiments.vae.run_config import PRESETS
+
+    assert {a.preset for a in agg.ANCHORS} <= set(PRESETS)
 
 
 def test_device_comparison_flags_disagreeing_variances():

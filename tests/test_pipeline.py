@@ -83,7 +83,8 @@ def test_tables_agree_with_the_raw_csvs(tiny):
     metrics = pd.read_csv(run / "metrics.csv")
     final = metrics[(metrics.split == "test")].sort_values("step").iloc[-1]
     row = elbo[(elbo.latent == "categorical(2x3)") & (elbo.estimator_id == "gumbel")]
-    assert row.neg_elbo_mean.iloc[0] == pytest.approx(-final.elbo) and row.jang2017_neg_elbo.iloc[0] == 101.5
+    assert row.neg_elbo_mean.iloc[0] == pytest.approx(-final.elbo)
+    assert row.anchor_neg_elbo.isna().all()   # not a published model: nothing to print beside it
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
 
 

@@ -204,3 +204,18 @@ def test_job_configs_read_small_floats_as_numbers(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     assert load_yaml(path.read_text()) == config
+
+
+def test_a_latents_own_settings_apply_to_its_runs_and_are_checked():
+    config = study_config.check(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
+    plan = make_plan(config, config["devices"])
+    by_latent = {}
+    for run in plan.vae_runs:
+        train = plan.job_config(run.path)["train"]
+        by_latent.setdefault(run.latent_id, set()).add((train["batch_size"], train["lr"] if run.lr is None else "grid"))
+    assert by_latent["dong2020_linear"] <= {(50, 0.0001), (50, "grid")}
+    assert by_latent["bernoulli"] <= {(100, 0.001), (100, "grid")}
+    model = plan.job_config(next(r.path for r in plan.vae_runs if r.latent_id == "dong2020_nonlinear"))["model"]
+    assert model == {"hidden": [200, 200], "activation": "leaky_relu"}
+    message = _error(lambda c: c["vae"]["latents"]["gaussian"].update(settings={"train": {"stesp": 3}}))
+    assert message.startswith("vae.latents.gaussian.settings.train.stesp: unknown key (did you mean 'steps'?)")

@@ -55,7 +55,7 @@ def test_cells_are_seeded_independently():
 
 
 def test_unknown_problem_is_refused():
-    with pytest.raises(ValueError, match=r"synthetic.settings.problems.nope: unknown key; valid keys: bernoulli_toy"):
+    with pytest.raises(ValueError, match=r"synthetic.settings.problems.nope: unknown key; valid keys: bernoulli_iwae, bernoulli_toy"):
         synthetic.parse_settings({"problems": {"nope": {}}})
 
 

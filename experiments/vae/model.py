@@ -25,7 +25,9 @@ from torch.distributions import Bernoulli, Distribution, Independent, Normal, On
 
 from .latent import LatentSpec
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus,
+               # Dong, Mnih & Tucker 2020 (DisARM), after Yin & Zhou 2019 (ARM): LeakyReLU with slope 0.3
+               "leaky_relu": lambda: nn.LeakyReLU(0.3)}
 
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:

@@ -15,6 +15,7 @@ from ..estimator_spec import EstimatorSpec
 from ..typed_config import ConfigError, merge, parse, to_dict
 from ..user_modules import import_modules
 from .latent import LatentSpec
+from .model import ACTIVATIONS
 
 # Presets that follow the anchor papers' MNIST models (as we read them):
 # Kingma & Welling 2013: one hidden layer of 500 tanh units, Gaussian latents (20 here), Bernoulli decoder.
@@ -27,6 +28,10 @@ from .latent import LatentSpec
 # with a Bernoulli likelihood, an unnormalized density on [0, 1]: its -ELBO includes the pixels' own
 # entropy, so their numbers are not comparable with -ELBOs on binarized MNIST (ours); only orderings are.
 LIU2023_CONFIGURATIONS = ((8, 4), (4, 24), (8, 16), (16, 12), (64, 8), (10, 30))   # (classes, variables)
+# Dong, Mnih & Tucker 2020 (DisARM, section 6.2, after Yin & Zhou 2019): 200 Bernoulli latents, a linear
+# 784-200 model or a nonlinear one, 784-200-200-200 with LeakyReLU(0.3) (encoder; the decoder mirrors it);
+# batch 50, Adam 1e-4, dynamically binarized MNIST (``mnist``). Train settings are not a model's: a study
+# sets them for the latent (``vae.latents.ID.settings``, see config/paper.yaml).
 PRESETS: dict[str, dict] = {
     "kingma2013": {"latent": {"family": "gaussian", "dim": 20},
                    "model": {"hidden": [500], "activation": "tanh"}},
@@ -34,6 +39,9 @@ PRESETS: dict[str, dict] = {
                            "model": {"hidden": [512, 256], "activation": "relu"}},
     "jang2017_categorical": {"latent": {"family": "categorical", "groups": 20, "classes": 10},
                              "model": {"hidden": [512, 256], "activation": "relu"}},
+    "dong2020_linear": {"latent": {"family": "bernoulli", "dim": 200}, "model": {"hidden": [], "activation": "relu"}},
+    "dong2020_nonlinear": {"latent": {"family": "bernoulli", "dim": 200},
+                           "model": {"hidden": [200, 200], "activation": "leaky_relu"}},
     **{f"liu2023_{c}x{v}": {"latent": {"family": "categorical", "groups": v, "classes": c},
                             "model": {"hidden": [512, 256], "activation": "relu"}}
        for c, v in LIU2023_CONFIGURATIONS},
@@ -45,7 +53,7 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "binarized_mnist")
 @dataclass(frozen=True)
 class ModelSettings:
     hidden: list[int] = field(default_factory=lambda: [128])
-    activation: Literal["relu", "tanh", "softplus"] = "relu"
+    activation: Literal[tuple(ACTIVATIONS)] = "relu"    # hidden: [] is a linear encoder and decoder
 
 
 @dataclass(frozen=True)

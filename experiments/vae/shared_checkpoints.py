@@ -25,14 +25,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 from .. import checkpoint
 from ..cli import checked, failures_as_one_line, job_arguments
 from ..estimator_spec import EstimatorSpec
 from .. import result_tables
 from ..seeds import cell_seed
-from ..typed_config import ConfigError, parse
+from ..typed_config import ConfigError, load_yaml, parse
 from ..user_modules import import_modules
 from .encoder_gradient import ReferenceGradient, encoder_gradient_estimates, reference_gradient, variance_row
 from .run_config import resolve
@@ -145,7 +144,7 @@ def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
 
 def load_job(path: str) -> tuple[JobConfig, list[tuple[EstimatorSpec, list[int]]]]:
     with open(path) as fh:
-        job = parse(JobConfig, yaml.safe_load(fh))
+        job = parse(JobConfig, load_yaml(fh))
     return job, job.specs()
 
 

@@ -47,7 +47,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 import estimators
 
@@ -60,7 +59,7 @@ from ..io import atomic_write_text
 from ..preemption import PREEMPTED_EXIT_CODE, StopRequests
 from ..provenance import provenance
 from ..seeds import cell_seed
-from ..typed_config import ConfigError
+from ..typed_config import ConfigError, load_yaml
 from .encoder_gradient import VARIANCE_COLUMNS, encoder_gradient_estimates, reference_gradient, variance_row
 from .model import VAE, BaselineNet
 from .run_config import RunConfig, as_dict, resolve
@@ -91,7 +90,7 @@ def apply_override(config: dict, text: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part} is not a mapping")
-    node[parts[-1]] = yaml.safe_load(value)
+    node[parts[-1]] = load_yaml(value)
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
@@ -99,7 +98,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
     user = {}
     if path:
         with open(path) as fh:
-            user = yaml.safe_load(fh) or {}
+            user = load_yaml(fh) or {}
     for text in overrides:
         apply_override(user, text)
     return resolve(user)
@@ -141,10 +140,12 @@ class Run:
         self.train_seconds = 0.0
         self.train_data = self.data.train.to(self.device)
         self.test_data = self.data.test.to(self.device)
+        self.valid_data = None if self.data.valid is None else self.data.valid.to(self.device)
         self.ids = {
             "experiment": "vae", "dataset": config.dataset, "latent": self.latent.label(),
             "latent_family": self.latent.family, **self.spec.columns(), "nvil": nvil,
-            "n_samples": int(config.n_samples), "seed": int(config.seed), "device": str(self.device),
+            "n_samples": int(config.n_samples), "seed": int(config.seed), "lr": float(config.train.lr),
+            "device": str(self.device),
             "device_name": device_name(self.device), **provenance(as_dict(config)),
         }
         self.run_estimator_ids = self.spec.columns("run_estimator")  # carried by every variance row
@@ -262,6 +263,8 @@ class Run:
         subset = self.train_data[: int(cfg.train_subset)]
         train_x = torch.bernoulli(subset, generator=gen) if self.data.dynamic else subset
         rows = {"train": (train_x, False), "test": (self.test_data, True)}
+        if cfg.validation:  # for learning-rate selection (plan: lr_grid); the data set has one (RunConfig.validate)
+            rows["valid"] = (self.valid_data, False)
         temperature = getattr(self.est, "current_temperature", math.nan)
         for split, (x_all, with_iwae) in rows.items():
             elbos, iwaes = [], []
@@ -275,8 +278,9 @@ class Run:
                 "iwae_k": int(cfg.iwae_k) if iwaes else 0, "temperature": temperature,
                 "seconds_per_step": self.train_seconds / self.step if self.step else math.nan,
             })
+        by_split = {row["split"]: row for row in self.metrics[-len(rows):]}
         log.info("step %d: train ELBO %.2f, test ELBO %.2f, test IWAE %.2f", self.step,
-                 self.metrics[-2]["elbo"], self.metrics[-1]["elbo"], self.metrics[-1]["iwae"])
+                 by_split["train"]["elbo"], by_split["test"]["elbo"], by_split["test"]["iwae"])
 
     def measure_variance(self) -> None:
         cfg = self.config.variance

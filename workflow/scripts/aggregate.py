@@ -57,10 +57,11 @@ for run in plan.vae_runs:
     latent_ids[label] = run.latent_id
     status_rows.append({"run": f"{plan.results}/{run.path}", "dataset": run.dataset, "latent_id": run.latent_id,
                         "latent": label, "estimator_id": run.estimator_id, "n_samples": run.n_samples,
-                        "device": run.device, "seed": run.seed, "lr": config["train"]["lr"], "host": run in hosts,
+                        "device": run.device, "seed": run.seed, "lr": config["train"]["lr"],
+                        "preset": config.get("preset") or "", "host": run in hosts,
                         "status": status["status"], "step": status["step"], "message": status.get("message", "")})
 run_status = pd.DataFrame(status_rows, columns=["run", "dataset", "latent_id", "latent", "estimator_id", "n_samples",
-                                                "device", "seed", "lr", "host", "status", "step", "message"])
+                                                "device", "seed", "lr", "preset", "host", "status", "step", "message"])
 final_steps = {(h.dataset, h.latent_id): (checkpoint_steps(plan.job_config(h.path)) or [0])[-1] for h in hosts}
 
 # What the plan left out, then what each synthetic job found inapplicable (per problem setting).

@@ -1,0 +1,106 @@
+r"""The K-sample importance-weighted bound as an expectation, so that every estimator can estimate its gradient.
+
+Burda, Grosse & Salakhutdinov 2016, "Importance Weighted Autoencoders"; Mnih & Rezende 2016 (VIMCO). With
+``f`` the per-sample log-weight (for a VAE, :math:`f(z) = \log p(x, z) - \log q(z \mid x)`) the bound is
+
+.. math::
+    \mathcal L_K = \mathbb{E}_{z_{1:K} \sim q^K}\Big[\hat L(z_{1:K})\Big], \qquad
+    \hat L(z_{1:K}) = \log \frac1K \sum_{k=1}^K e^{f(z_k)},
+
+an expectation over *K-tuples* of independent draws. ``k_tuples(q, K)`` is that product distribution,
+:math:`q^K`: the same family with the K draws as a new event dimension (``batch_shape`` unchanged,
+``event_shape = [K, *q.event_shape]``), so a K-tuple is one sample of it, its log-density is
+:math:`\sum_k \log q(z_k)` and, where q has one, it has a reparameterized sampler. ``k_sample_bound(f, K)`` is
+:math:`\hat L` as an integrand of K-tuples. An estimator of the gradient of an expectation
+(``capabilities.objective == "expectation"``: REINFORCE with a leave-one-out baseline over tuples, the pathwise
+estimator, which is then the IWAE gradient of Burda et al.) is unbiased for :math:`\nabla \mathcal L_K` on
+``(k_sample_bound(f, K), k_tuples(q, K))`` with ``n_samples`` tuples, :math:`nK` evaluations of ``f``. An
+estimator of the bound itself (``objective == "iwae"``: ``vimco``) takes ``(f, q)`` and its K samples as one
+tuple. ``estimate``, ``why_not`` and ``f_evaluations`` choose between the two, so a study compares both
+kinds on the same objective at counted cost.
+
+Shapes: ``f`` maps ``[n, *batch, *event] -> [n, *batch]``; samples of ``k_tuples(q, K)`` are
+``[n, *batch, K, *event]``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
+
+from .base import Estimator, EstimatorOutput
+
+#: The families ``k_tuples`` can widen (under any ``Independent``): each by its one parameter tensor.
+_PARAMETERS = {Normal: ("loc", "scale"), Bernoulli: ("logits",), OneHotCategorical: ("logits",)}
+
+
+def k_tuples(q: Distribution, k: int) -> Distribution:
+    """:math:`q^K`: ``batch_shape`` of ``q``, ``event_shape`` ``[k, *q.event_shape]``."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    reinterpreted, base = 0, q
+    while isinstance(base, Independent):
+        reinterpreted += base.reinterpreted_batch_ndims
+        base = base.base_dist
+    names = _PARAMETERS.get(type(base))
+    if names is None:
+        raise ValueError(f"k_tuples widens {', '.join(c.__name__ for c in _PARAMETERS)} (under Independent), "
+                         f"not {type(base).__name__}")
+    # The base's batch is q's batch then its reinterpreted dims; the K draws go between the two.
+    at = len(base.batch_shape) - reinterpreted
+    params = {}
+    for name in names:
+        value = getattr(base, name)
+        shape = list(value.shape)
+        params[name] = value.unsqueeze(at).expand(*shape[:at], k, *shape[at:])
+    return Independent(type(base)(**params), reinterpreted + 1)
+
+
+def k_sample_bound(f, k: int, batch_ndims: int):
+    r""":math:`\hat L` of K-tuples: ``[n, *batch, K, *event] -> [n, *batch]`` from the per-sample ``f``
+    (``batch_ndims = len(batch_shape)``); ``f`` is evaluated once on all :math:`nK` draws."""
+    def bound(z: Tensor) -> Tensor:
+        n = z.shape[0]
+        draws = z.movedim(1 + batch_ndims, 1)                       # [n, K, *batch, *event]
+        log_w = f(draws.reshape(n * k, *draws.shape[2:]))           # [nK, *batch]
+        return torch.logsumexp(log_w.reshape(n, k, *log_w.shape[1:]), dim=1) - math.log(k)
+    return bound
+
+
+def _per_tuple(est: Estimator) -> bool:
+    return est.capabilities.objective == "iwae"
+
+
+def why_not(est: Estimator, q: Distribution | type[Distribution], k: int, n_samples: int | None = None) -> str | None:
+    """Why ``est`` cannot estimate the gradient of the K-sample bound with ``n_samples`` tuples, or None."""
+    if _per_tuple(est):
+        if n_samples is not None and n_samples != 1:
+            return (f"its {k} samples are one K-tuple of the bound; n_samples (tuples) must be 1, got {n_samples}")
+        return est.why_not(q, k, objective="iwae")
+    target = k_tuples(q, k) if isinstance(q, Distribution) else q
+    return est.why_not(target, n_samples, objective="expectation")
+
+
+def estimate(est: Estimator, f, q: Distribution, k: int, n_samples: int, generator: torch.Generator | None,
+             **kwargs) -> EstimatorOutput:
+    """An estimate of the gradient of ``sum_b L_K`` through ``surrogate``: ``est`` on ``(f, q)`` with ``k``
+    samples if it estimates the bound itself (``n_samples`` must be 1), else on K-tuples."""
+    if _per_tuple(est):
+        reason = why_not(est, q, k, n_samples)
+        if reason is not None:
+            raise ValueError(f"estimator {est.name!r} does not apply here: {reason}")
+        return est(f, q, k, generator, **kwargs)
+    return est(k_sample_bound(f, k, len(q.batch_shape)), k_tuples(q, k), n_samples, generator, **kwargs)
+
+
+def f_evaluations(est: Estimator, q: Distribution, k: int, n_samples: int) -> int | None:
+    """Evaluations of the per-sample ``f`` per estimate (per batch element)."""
+    if _per_tuple(est):
+        return est.f_evaluations(q, k)
+    per_tuple = est.f_evaluations(k_tuples(q, k), n_samples)
+    return None if per_tuple is None else k * per_tuple
+
+
+__all__ = ["estimate", "f_evaluations", "k_sample_bound", "k_tuples", "why_not"]
