@@ -4,8 +4,14 @@ keeps the reference it computed in its snapshot, ``encoder_gradient.ReferenceGra
 
 For each paper model (``run_config.PRESETS``) on a random binary minibatch of MNIST's size: the time of the
 reference gradient with the default settings, and of measuring a few estimators with a fixed number of
-estimates; the checkpoint's time before = reference + estimators, after = estimators. Timed in the same
+estimates (both in ``encoder_gradient_estimates``'s default mode, vectorized where it applies); the
+checkpoint's time before = reference + estimators, after = estimators. Timed in the same
 run, ``--rounds`` rounds, min / median / max printed.
+
+A second table times each measured estimator's ``--estimates`` estimates in the loop mode (one estimator
+call and one backward pass per estimate) and in the vectorized mode (``encoder_gradient_estimates``'s
+default: ``vectorized_chunk`` estimates per pass, through ``VAE.replicated_posterior``), alternating the
+order each round; the ratio is loop / vectorized within a round (above 1: vectorized is faster).
 
     python benchmarks/bench_checkpoint_measurement.py [--rounds 2] [--estimates 100] [--threads 1]
 
@@ -21,7 +27,8 @@ import torch
 
 import estimators
 from experiments.typed_config import parse
-from experiments.vae.encoder_gradient import encoder_gradient_estimates, reference_gradient
+from experiments.vae.encoder_gradient import (encoder_gradient_estimates, reference_gradient, vectorized_chunk,
+                                              why_not_vectorized)
 from experiments.vae.latent import LatentSpec
 from experiments.vae.model import VAE
 from experiments.vae.run_config import PRESETS, ReferenceGradientSettings, VarianceSettings
@@ -37,12 +44,42 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
+def _mmm(values) -> str:
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
+def loop_vs_vectorized(models: dict, x: torch.Tensor, args) -> None:
+    """Seconds of each measured estimator's estimates in both modes, same models and minibatch."""
+    print(f"\nloop vs vectorized: {args.estimates} estimates x {args.samples} samples per estimator, "
+          f"{args.rounds} round(s), seconds min / median / max")
+    print(f"{'model':22s} {'estimator':36s} {'per pass':>8s} {'loop s':>20s} {'vectorized s':>20s} "
+          f"{'loop / vectorized':>20s}")
+    for preset, model in models.items():
+        for name, opts in MEASURED[model.latent.family]:
+            est = estimators.get(name, **opts)
+            if why_not_vectorized(est, {}) is not None:
+                continue
+            evaluations = est.f_evaluations(model.posterior(x[:1]), args.samples)
+            chunk = vectorized_chunk(model, x.shape[0], max(evaluations, args.samples))
+            gen = torch.Generator().manual_seed(1)
+            seconds = {False: [], True: []}
+            for r in range(args.rounds):
+                for vectorize in ((False, True) if r % 2 == 0 else (True, False)):
+                    seconds[vectorize].append(_seconds(lambda: encoder_gradient_estimates(
+                        model, x, est, n_samples=args.samples, n_estimates=args.estimates, generator=gen,
+                        vectorize=vectorize)))
+            ratios = [a / b for a, b in zip(seconds[False], seconds[True])]
+            print(f"{preset:22s} {est.describe():36s} {chunk:8d} {_mmm(seconds[False]):>20s} "
+                  f"{_mmm(seconds[True]):>20s} {_mmm(ratios):>20s}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--estimates", type=int, default=100, help="estimates per estimator (fixed, no adaptive stop)")
     ap.add_argument("--samples", type=int, default=4, help="samples per estimate of the measured estimators")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--presets", nargs="*", default=None, help="only these models (default: every preset)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ref_cfg = ReferenceGradientSettings()
@@ -51,11 +88,14 @@ def main(argv=None) -> None:
           f"{ref_cfg.n_samples} samples; each estimator: {args.estimates} estimates x {args.samples} samples")
     print(f"{'model':22s} {'reference s':>12s} {'estimators s':>13s} {'before s':>10s} {'after s':>9s} "
           f"{'speed-up (min/med/max)':>24s}")
+    models = {}
     for preset, spec in PRESETS.items():
+        if args.presets and preset not in args.presets:
+            continue
         latent = parse(LatentSpec, spec["latent"])
         gen = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
-        model = VAE(784, latent, spec["model"]["hidden"], spec["model"]["activation"])
+        model = models[preset] = VAE(784, latent, spec["model"]["hidden"], spec["model"]["activation"])
         x = torch.bernoulli(torch.full((batch, 784), 0.13), generator=gen)
         refs, ests, ratios = [], [], []
         for _ in range(args.rounds):
@@ -68,6 +108,8 @@ def main(argv=None) -> None:
             ratios.append((ref + est) / est)
         print(f"{preset:22s} {min(refs):12.2f} {min(ests):13.2f} {min(refs) + min(ests):10.2f} {min(ests):9.2f} "
               f"{min(ratios):8.2f} / {statistics.median(ratios):.2f} / {max(ratios):.2f}")
+    loop_vs_vectorized(models, torch.bernoulli(torch.full((batch, 784), 0.13), generator=torch.Generator().manual_seed(0)),
+                       args)
 
 
 if __name__ == "__main__":

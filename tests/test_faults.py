@@ -38,7 +38,7 @@ from experiments.vae.shared_checkpoints import measure
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SHARED_DATA = Path(os.environ.get("GRADVAR_DATA") or ROOT.parent / "shared" / "data")
-TIMING = ["seconds_per_step", "seconds_per_estimate", "work_normalized_variance"]
+TIMING = ["seconds_per_step", "seconds_per_estimate", "work_normalized_variance", "eval_seconds"]
 STEPS = 240
 SETTINGS = {"latent": {"family": "bernoulli", "dim": 6},
             "estimator": {"name": "reinforce", "baseline": "moving_average", "nvil": True}, "n_samples": 2,

@@ -25,7 +25,7 @@ from experiments.vae.model import VAE
 from experiments.vae.run_config import ReferenceGradientSettings, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMING = ["seconds_per_step", "seconds_per_estimate", "work_normalized_variance"]
+TIMING = ["seconds_per_step", "seconds_per_estimate", "work_normalized_variance", "eval_seconds"]
 RUN_ARGS = ["--set", "latent={family: bernoulli, dim: 6}", "--set", "estimator={name: reinforce, baseline: moving_average, nvil: true}",
             "--set", "n_samples=2", "--set", "train.steps=400", "--set", "eval.every=100", "--set", "variance.every=200",
             "--set", "variance.min_estimates=10", "--set", "variance.max_estimates=10", "--set", "checkpoint_every=10", "--set", "model.hidden=[32]"]

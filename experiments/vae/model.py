@@ -29,6 +29,13 @@ ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus,
                # Dong, Mnih & Tucker 2020 (DisARM), after Yin & Zhou 2019 (ARM): LeakyReLU with slope 0.3
                "leaky_relu": lambda: nn.LeakyReLU(0.3)}
 
+#: ``VAE.iwae_bound`` draws its samples this many at a time, whatever its chunk size (a multiple of it),
+#: so that the draws, and the bound, do not depend on how the samples are chunked.
+IWAE_DRAW_BLOCK = 10
+#: Default bound on a pass of ``VAE.iwae_bound`` (its decoder activations): at k=1000 and 500 data points,
+#: all samples at once would hold about 1.5 GB of logits alone.
+IWAE_MEMORY_BYTES = 256 * 2**20
+
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     if activation not in ACTIVATIONS:
@@ -50,7 +57,35 @@ class VAE(nn.Module):
 
     def posterior(self, x: Tensor) -> Distribution:
         """q(z | x), batch_shape ``[B]``, event_shape ``latent.event_shape``."""
-        out = self.encoder(x)
+        return self.posterior_from_outputs(self.encoder(x))
+
+    def replicated_posterior(self, x: Tensor, encoder_params: list[Tensor]) -> Distribution:
+        """q(z | x) under ``c`` independent copies of the encoder's weights, batch_shape ``[c, B]``.
+
+        ``encoder_params``: one tensor ``[c, *p.shape]`` per parameter ``p`` of ``self.encoder``, in the order
+        of ``self.encoder.parameters()``; ``x`` ``[B, D]`` is shared by every copy. Copy ``r``'s outputs depend
+        only on its own slice ``[r]``, so one backward pass gives every copy's gradient (the vectorized mode of
+        ``estimators.measure_variance``). Each linear layer is a batched matmul ``[c, B, a] @ [c, a, b]``
+        (the first broadcasts ``x`` over the copies); the other layers of ``mlp`` are elementwise.
+        """
+        names = [name for name, _ in self.encoder.named_parameters()]
+        if len(encoder_params) != len(names):
+            raise ValueError(f"expected {len(names)} encoder parameters ({', '.join(names)}), got {len(encoder_params)}")
+        by_name = dict(zip(names, encoder_params))
+        h = x
+        for i, layer in enumerate(self.encoder):
+            if isinstance(layer, nn.Linear):
+                weight, bias = by_name[f"{i}.weight"], by_name[f"{i}.bias"]
+                h = torch.matmul(h, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
+            elif any(True for _ in layer.parameters()):
+                raise TypeError(f"replicated_posterior supports linear layers and parameter-free activations; "
+                                f"layer {i} is a {type(layer).__name__} with parameters")
+            else:
+                h = layer(h)
+        return self.posterior_from_outputs(h)
+
+    def posterior_from_outputs(self, out: Tensor) -> Distribution:
+        """q(z | x) from the encoder's outputs ``[*batch, latent.n_outputs]``: batch_shape ``[*batch]``."""
         if self.latent.family == "gaussian":
             loc, log_scale = out.chunk(2, dim=-1)
             return Independent(Normal(loc, log_scale.exp(), validate_args=False), 1, validate_args=False)
@@ -113,15 +148,46 @@ class VAE(nn.Module):
         z = draw(q, n_samples, generator)
         return self.elbo_integrand(x, q)(z).mean(0)
 
+    def iwae_sample_chunk(self, batch: int, memory_bytes: int = IWAE_MEMORY_BYTES) -> int:
+        """Samples per pass of ``iwae_bound`` on ``batch`` data points: the most whole blocks of
+        ``IWAE_DRAW_BLOCK`` whose decoder activations fit ``memory_bytes``. Per sample and data point a pass
+        holds the latent, every decoder layer's output, and the logits' binary cross-entropy (3 tensors of
+        ``x_dim``: logits, their elementwise loss and its temporaries), in the parameters' dtype."""
+        widths = [m.out_features for m in self.decoder if isinstance(m, nn.Linear)]
+        x_dim = widths[-1]
+        itemsize = next(self.decoder.parameters()).element_size()
+        per_sample = itemsize * batch * (self.latent.flat_dim + sum(widths[:-1]) + 3 * x_dim)
+        blocks = max(1, memory_bytes // (per_sample * IWAE_DRAW_BLOCK))
+        return int(blocks * IWAE_DRAW_BLOCK)
+
     @torch.no_grad()
-    def iwae_bound(self, x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
-        """k-sample importance-weighted bound per data point (Burda et al. 2016), ``[B]``."""
+    def iwae_bound(self, x: Tensor, k: int, generator: torch.Generator | None,
+                   sample_chunk: int | None = None) -> Tensor:
+        r"""k-sample importance-weighted bound per data point (Burda et al. 2016), ``[B]``:
+        :math:`\log \frac1k \sum_{s=1}^k w_s`, :math:`\log w_s = \log p(x|z_s) + \log p(z_s) - \log q(z_s|x)`.
+
+        Memory is bounded: the samples pass through the decoder ``sample_chunk`` at a time (default
+        ``iwae_sample_chunk``, rounded down to whole blocks of ``IWAE_DRAW_BLOCK``), and only ``log_w``
+        ``[k, B]`` is kept (``k * B`` numbers against ``k * B * x_dim`` logits), so the final ``logsumexp``
+        is the same computation whatever the chunking. The samples are drawn ``IWAE_DRAW_BLOCK`` at a time,
+        in order, from ``generator``, so every chunking sees the same draws: the bound does not depend on
+        ``sample_chunk`` (up to the last bits of the decoder's matmuls, whose blocking can depend on the
+        number of rows).
+        """
         from estimators.sampling import draw
 
         q = self.posterior(x)
-        z = draw(q, k, generator)
-        log_w = self.log_likelihood(x, z) + self.prior(q).log_prob(z) - q.log_prob(z)
-        return torch.logsumexp(log_w, 0) - math.log(k)
+        prior = self.prior(q)
+        chunk = self.iwae_sample_chunk(x.shape[0]) if sample_chunk is None else int(sample_chunk)
+        if chunk < 1:
+            raise ValueError(f"sample_chunk must be >= 1, got {sample_chunk!r}")
+        chunk = max(IWAE_DRAW_BLOCK, chunk - chunk % IWAE_DRAW_BLOCK)
+        log_w = []
+        for first in range(0, k, chunk):
+            n = min(chunk, k - first)
+            z = torch.cat([draw(q, min(IWAE_DRAW_BLOCK, n - i), generator) for i in range(0, n, IWAE_DRAW_BLOCK)])
+            log_w.append(self.log_likelihood(x, z) + prior.log_prob(z) - q.log_prob(z))
+        return torch.logsumexp(torch.cat(log_w), 0) - math.log(k)
 
 
 class BaselineNet(nn.Module):
