@@ -27,10 +27,10 @@ from .claim import Comparison, training_stage
 from .estimator_spec import EstimatorSpec
 from .synthetic import iter_problems, measured_form
 from .synthetic import parse_settings as parse_synthetic_settings
-from .typed_config import ConfigError, parse, suggestion, to_dict
+from .typed_config import ConfigError, merge, parse, suggestion, to_dict
 from .user_modules import import_modules
 from .vae import run_config
-from .vae.train import OBJECTIVE as VAE_OBJECTIVE
+from .vae import objectives
 from .vae.latent import LatentSpec
 
 
@@ -202,12 +202,13 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
                               f"{', '.join(latents)}")
     runnable: dict[tuple[str, str], list[int]] = {}     # (latent, estimator) -> training n_samples
     applicable: set[tuple[str, str]] = set()            # (latent, estimator) whose family it applies to
-    for latent_id, (latent, _, _) in latents.items():
+    for latent_id, (latent, _, own) in latents.items():
+        objective = _objective(settings, own)
         for spec in specs.values():
             if spec.latents is not None and latent_id not in spec.latents:
                 continue
             est = spec.build()
-            reason = est.why_not(latent.family_class, objective=VAE_OBJECTIVE)
+            reason = objectives.why_not(est, latent.family_class, None, objective)
             if reason is not None:
                 if spec.latents is not None:
                     raise ConfigError(f"vae.estimators.{spec.id}.latents: asks for latent {latent_id!r} "
@@ -216,7 +217,7 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
                 continue
             applicable.add((latent_id, spec.id))
             for n in vae["n_samples"] if spec.train else ():  # train: false is measured at shared checkpoints only
-                reason = est.why_not(latent.family_class, n, objective=VAE_OBJECTIVE)
+                reason = objectives.why_not(est, latent.family_class, n, objective)
                 if reason is None:
                     runnable.setdefault((latent_id, spec.id), []).append(n)
                 else:
@@ -263,6 +264,11 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
     _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan, host_lr)
 
 
+def _objective(settings: dict, own: dict):
+    """The objective of a latent's runs (``vae.settings`` under the latent's own settings)."""
+    return run_config.parse_settings(merge(settings, own)).objective
+
+
 def _host_lr(lr: float, grid: tuple[float, ...], latent_id: str, est_id: str) -> float:
     """The host of a latent whose entry has a learning-rate grid is its run at the study's learning rate: the
     shared checkpoints cannot wait for a selection that needs every run of the grid finished."""
@@ -275,7 +281,8 @@ def _host_lr(lr: float, grid: tuple[float, ...], latent_id: str, est_id: str) ->
 
 def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan, host_lr):
     """Every estimator that applies to a latent's family, at the protocol's own n_samples (not training's)."""
-    for latent_id, (latent, _, _) in latents.items():
+    for latent_id, (latent, _, own) in latents.items():
+        objective = _objective(config["vae"].get("settings") or {}, own)
         host_spec = specs[shared["trained_with"][latent_id]]
         measured = []
         for est_id, spec in sorted(specs.items()):  # by id: a job's config does not depend on key order
@@ -290,7 +297,7 @@ def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, d
             est = spec.build()
             ok = []
             for n in shared["n_samples"]:
-                reason = est.why_not(latent.family_class, n, objective=VAE_OBJECTIVE)
+                reason = objectives.why_not(est, latent.family_class, n, objective)
                 if reason is None:
                     ok.append(n)
                 else:

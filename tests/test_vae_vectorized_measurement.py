@@ -18,6 +18,7 @@ from experiments.vae import encoder_gradient
 from experiments.vae.encoder_gradient import encoder_gradient_estimates, why_not_vectorized
 from experiments.vae.latent import LatentSpec
 from experiments.vae.model import VAE, BaselineNet
+from experiments.vae.run_config import ObjectiveSettings
 
 from stats import Z_TOL
 
@@ -34,7 +35,8 @@ def _small_model(family_cfg, seed=0):
 
 def _both_modes(family_cfg, est, n_samples, *, chunk_size=None, kl="exact"):
     model, x = _small_model(family_cfg)
-    return [encoder_gradient_estimates(model, x, est, n_samples=n_samples, n_estimates=R, kl=kl,
+    return [encoder_gradient_estimates(model, x, est, n_samples=n_samples, n_estimates=R,
+                                       objective=ObjectiveSettings(kl=kl),
                                        generator=torch.Generator().manual_seed(seed), vectorize=vectorize,
                                        chunk_size=chunk_size)
             for seed, vectorize in ((10, False), (11, True))]

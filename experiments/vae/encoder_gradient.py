@@ -30,8 +30,9 @@ from torch import Tensor, nn
 import estimators
 from estimators.measure import VarianceResult
 
+from . import objectives
 from .model import VAE, BaselineNet
-from .run_config import ReferenceGradientSettings
+from .run_config import ObjectiveSettings, ReferenceGradientSettings
 
 
 @dataclass(frozen=True)
@@ -52,22 +53,23 @@ class ReferenceGradient:
         return None if state is None else cls(state["gradient"], state["se"], state["kind"])
 
 
-def _build(model: VAE, x: Tensor, kl: str):
+def _build(model: VAE, x: Tensor, objective, est, n_samples: int):
+    """``build`` for ``measure_variance`` and the samples per call: the run's objective as ``est`` meets it
+    (``objectives.problem``)."""
     def build(*_params):
-        q = model.posterior(x)
-        f, exact_term = model.objective(x, q, kl)
-        return f, q, exact_term
-    return build
+        f, dist, _, exact_term = objectives.problem(model, x, model.posterior(x), est, n_samples, objective)
+        return f, dist, exact_term
+    return build, objectives.problem(model, x[:1], model.posterior(x[:1]), est, n_samples, objective)[2]
 
 
-def _build_replicated(model: VAE, x: Tensor, kl: str):
+def _build_replicated(model: VAE, x: Tensor, objective, est, n_samples: int):
     """The vectorized mode's problem: encoder parameters ``[c, *p.shape]`` give q with batch ``[c, B]``; the
     decoder (frozen, shared by the copies) maps ``z`` ``[n, c, B, *event]`` to ``log p(x|z)`` ``[n, c, B]``
     (``x`` ``[B, D]`` broadcasts), and the KL term sums over copies, each copy's gradient its own."""
     def build(*encoder_params):
         q = model.replicated_posterior(x, list(encoder_params))
-        f, exact_term = model.objective(x, q, kl)
-        return f, q, exact_term
+        f, dist, _, exact_term = objectives.problem(model, x, q, est, n_samples, objective)
+        return f, dist, exact_term
     return build
 
 
@@ -135,7 +137,7 @@ def vectorized_chunk(model: VAE, batch: int, n_evaluations: float, memory_bytes:
 
 def encoder_gradient_estimates(model: VAE, x: Tensor, est, *, n_samples: int, n_estimates: int,
                                generator, reference: ReferenceGradient | None = None,
-                               baseline_net: BaselineNet | None = None, kl: str = "exact",
+                               baseline_net: BaselineNet | None = None, objective=None,
                                target_rse: float | None = None, max_estimates: int | None = None,
                                vectorize: bool = True, chunk_size: int | None = None) -> VarianceResult:
     """``n_estimates`` estimates of the encoder gradient; with ``target_rse``, more (up to ``max_estimates``)
@@ -146,24 +148,28 @@ def encoder_gradient_estimates(model: VAE, x: Tensor, est, *, n_samples: int, n_
         estimator call and one backward pass per estimate. Both give the same law of estimates (tested in
         ``tests/test_vae_vectorized_measurement.py``), not the same draws.
     chunk_size: estimates per vectorized pass; default ``vectorized_chunk`` (from the sizes).
+    objective: the run's ``ObjectiveSettings`` (default: the ELBO with the exact KL); ``n_samples`` counts
+        K-tuples under the IWAE bound (``objectives``).
     """
+    objective = objective or ObjectiveSettings()
     kwargs = {}
     if baseline_net is not None and est.name == "reinforce":
         with torch.no_grad():
             kwargs["learned_baseline"] = baseline_net(x)
     vectorized = vectorize and why_not_vectorized(est, kwargs) is None
+    build, n_call = _build(model, x, objective, est, n_samples)
+    mode = {}
     if vectorized:
         if chunk_size is None:
-            evaluations = est.f_evaluations(model.posterior(x[:1]), n_samples)
+            evaluations = objectives.f_evaluations(est, model.posterior(x[:1]), n_samples, objective)
             chunk_size = vectorized_chunk(model, x.shape[0], n_samples if math.isnan(evaluations) else
                                           max(evaluations, n_samples))
-        build, mode = _build_replicated(model, x, kl), {"vectorize": True, "chunk_size": int(chunk_size)}
-    else:
-        build, mode = _build(model, x, kl), {}
+        build, mode = _build_replicated(model, x, objective, est, n_samples), {"vectorize": True,
+                                                                               "chunk_size": int(chunk_size)}
 
     def measure(n):
         return estimators.measure_variance(
-            est, build, list(model.encoder.parameters()), n_estimates=n, n_samples=n_samples,
+            est, build, list(model.encoder.parameters()), n_estimates=n, n_samples=n_call,
             generator=generator, reference=None if reference is None else reference.gradient, **mode, **kwargs)
 
     if target_rse is None:
@@ -171,21 +177,24 @@ def encoder_gradient_estimates(model: VAE, x: Tensor, est, *, n_samples: int, n_
     return estimators.measure_until(measure, n_estimates, target_rse, max_estimates or n_estimates)
 
 
-def reference_gradient(model: VAE, x: Tensor, generator, cfg: ReferenceGradientSettings) -> ReferenceGradient:
-    """The encoder gradient of the minibatch ELBO: exact by enumeration, or a high-sample estimate."""
+def reference_gradient(model: VAE, x: Tensor, generator, cfg: ReferenceGradientSettings,
+                       objective=None) -> ReferenceGradient:
+    """The encoder gradient of the minibatch objective (the ELBO, or the run's IWAE bound): exact by
+    enumeration (of K-tuples under the bound), or a high-sample estimate (``n_samples`` K-tuples)."""
+    objective = objective or ObjectiveSettings()
     params = list(model.encoder.parameters())
-    if model.latent.support_size <= cfg.max_support:
+    support = model.latent.support_size ** (int(objective.k) if objective.bound == "iwae" else 1)
+    if support <= cfg.max_support:
         exact = estimators.get("exact", max_support=cfg.max_support)
-        q = model.posterior(x)
-        f, exact_term = model.objective(x, q)
-        out = exact(f, q)
+        f, dist, _, exact_term = objectives.problem(model, x, model.posterior(x), exact, 1, objective)
+        out = exact(f, dist)
         grads = torch.autograd.grad(out.surrogate + exact_term, params)
         flat = torch.cat([g.reshape(-1) for g in grads]).detach().to("cpu", torch.float64)
         return ReferenceGradient(flat, torch.zeros_like(flat), "exact")
     est = estimators.get("pathwise") if model.latent.family == "gaussian" else \
         estimators.get("reinforce", baseline="leave_one_out")
     res = encoder_gradient_estimates(model, x, est, n_samples=cfg.n_samples, n_estimates=cfg.n_estimates,
-                                     generator=generator)
+                                     generator=generator, objective=objective)
     return ReferenceGradient(res.mean, res.bias_se, "mc")
 
 

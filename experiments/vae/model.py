@@ -134,6 +134,13 @@ class VAE(nn.Module):
             return (lambda z: self.log_likelihood(x, z) - divergence), torch.zeros((), device=x.device)
         raise ValueError(f"unknown kl {kl!r}; valid: exact, in_signal")
 
+    def log_weight(self, x: Tensor, q: Distribution):
+        """f(z) = log p(x|z) + log p(z) - log q(z|x), ``[n, B, *event] -> [n, B]``: the importance weight's log,
+        whose K-sample mean's log is the IWAE bound. ``q`` and the prior are evaluated with their density
+        formulas off the discrete support too (relaxed samples of rebar, relax and the relaxations)."""
+        prior, posterior = self.prior(q), q
+        return lambda z: self.log_likelihood(x, z) + _log_density(prior, z) - _log_density(posterior, z)
+
     def elbo_integrand(self, x: Tensor, q: Distribution):
         """f(z) = log p(x|z) - KL(q||p): ``[n, B, *event] -> [n, B]`` (evaluation)."""
         kl = self.kl(q)
@@ -188,6 +195,19 @@ class VAE(nn.Module):
             z = torch.cat([draw(q, min(IWAE_DRAW_BLOCK, n - i), generator) for i in range(0, n, IWAE_DRAW_BLOCK)])
             log_w.append(self.log_likelihood(x, z) + prior.log_prob(z) - q.log_prob(z))
         return torch.logsumexp(torch.cat(log_w), 0) - math.log(k)
+
+
+def _log_density(dist: Distribution, z: Tensor) -> Tensor:
+    """log of ``dist`` (Independent of Normal, Bernoulli or OneHotCategorical, one event dimension) at ``z``
+    ``[n, *batch, *event]``, extended off the discrete support by the same formula, so that it is
+    differentiable in ``z`` at relaxed samples: Bernoulli z log p + (1 - z) log(1 - p), one-hot <z, log p>
+    (torch's OneHotCategorical takes the argmax, which has no gradient in z)."""
+    base = dist.base_dist
+    if isinstance(base, Normal):
+        return dist.log_prob(z)
+    if isinstance(base, Bernoulli):
+        return -nn.functional.binary_cross_entropy_with_logits(base.logits.expand_as(z), z, reduction="none").sum(-1)
+    return (z * base.logits.log_softmax(-1)).sum((-1, -2))
 
 
 class BaselineNet(nn.Module):

@@ -103,10 +103,19 @@ class VarianceSettings:
 
 @dataclass(frozen=True)
 class ObjectiveSettings:
-    """How the ELBO is split for the estimators (``model.VAE.objective``): ``exact`` adds the KL's exact
-    gradient directly (the estimators see log p(x|z)); ``in_signal`` puts the KL into the learning signal."""
+    """What the runs optimize (``experiments/vae/objectives.py``). ``bound``: ``elbo``, split for the estimators
+    by ``kl`` (``exact`` adds the KL's exact gradient directly, the estimators see log p(x|z); ``in_signal`` puts
+    the KL into the learning signal), or ``iwae``, the ``k``-sample importance-weighted bound (Burda et al.
+    2016), whose gradient ``vimco`` estimates from one K-tuple and every other estimator from ``n_samples``
+    K-tuples (``estimators/iwae.py``); ``kl`` does not apply to it."""
 
+    bound: Literal["elbo", "iwae"] = "elbo"
     kl: Literal["exact", "in_signal"] = "exact"
+    k: int = 5
+
+    def validate(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from ..typed_config import ConfigError, load_yaml, parse
 from ..user_modules import import_modules
 from .encoder_gradient import ReferenceGradient, encoder_gradient_estimates, reference_gradient, variance_row
 from .run_config import resolve
-from .train import OBJECTIVE, Run
+from . import objectives
+from .train import Run
 
 log = logging.getLogger("gradvar.vae.shared_checkpoints")
 
@@ -67,7 +68,7 @@ def why_not(spec: EstimatorSpec, run: Run, q, n_samples: int) -> str | None:
     """Why ``spec`` cannot be measured on this host run with ``n_samples``, or ``None``."""
     if spec.nvil and run.baseline_net is None:
         return "a learned (NVIL) baseline exists only in a run trained with one; this host run has none"
-    return spec.build().why_not(q, n_samples, objective=OBJECTIVE)
+    return objectives.why_not(spec.build(), q, n_samples, run.config.objective)
 
 
 def _prepare(est, run: Run, step: int, n_samples: int, warmup_calls: int) -> int:
@@ -84,8 +85,8 @@ def _prepare(est, run: Run, step: int, n_samples: int, warmup_calls: int) -> int
             idx = torch.randint(n_train, (batch_size,), generator=gen, device=run.device)
             x = run.data.binarize(run.train_data[idx], gen)
             q = run.model.posterior(x)
-            f, _ = run.model.objective(x, q, run.config.objective.kl)
-            est(f, q, n_samples, gen)
+            f, dist, n_call, _ = objectives.problem(run.model, x, q, est, n_samples, run.config.objective)
+            est(f, dist, n_call, gen)
     est.eval()
     return calls
 
@@ -122,7 +123,8 @@ def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
         # The host run computed the reference at this checkpoint with these very settings, batch and seed.
         reference = ReferenceGradient.from_state(state.get("reference"))
         if reference is None:  # a snapshot from before the reference was kept in it
-            reference = reference_gradient(run.model, x, run._eval_gen("reference"), vcfg.reference_gradient)
+            reference = reference_gradient(run.model, x, run._eval_gen("reference"), vcfg.reference_gradient,
+                                           run.config.objective)
         for spec, n_samples, columns in cells:
             est = spec.build().to(run.device)
             calls = _prepare(est, run, step, n_samples, warmup_calls)
@@ -132,11 +134,12 @@ def measure(run_dir: Path, specs: list[tuple[EstimatorSpec, list[int]]],
             res = encoder_gradient_estimates(run.model, x, est, n_samples=n_samples,
                                              n_estimates=vcfg.min_estimates, generator=gen, reference=reference,
                                              baseline_net=run.baseline_net if spec.nvil else None,
-                                             kl=run.config.objective.kl, target_rse=vcfg.target_rse,
+                                             objective=run.config.objective, target_rse=vcfg.target_rse,
                                              max_estimates=vcfg.max_estimates)
             rows.append({**run.ids, **run.run_estimator_ids, **columns, "nvil": spec.nvil,
                          "step": step, "protocol": "shared_checkpoints", "measured_n_samples": n_samples,
-                         "f_evaluations": est.f_evaluations(q0, n_samples), "warmup_calls": calls,
+                         "f_evaluations": objectives.f_evaluations(est, q0, n_samples, run.config.objective),
+                         "warmup_calls": calls,
                          **variance_row(res, reference)})
         log.info("%s: step %d measured", run_dir, step)
     return pd.DataFrame(rows), excluded

@@ -61,13 +61,11 @@ from ..provenance import provenance
 from ..seeds import cell_seed
 from ..typed_config import ConfigError, load_yaml
 from .encoder_gradient import VARIANCE_COLUMNS, encoder_gradient_estimates, reference_gradient, variance_row
+from . import objectives
 from .model import VAE, BaselineNet
 from .run_config import RunConfig, as_dict, resolve
 
 log = logging.getLogger("gradvar.vae")
-
-#: What the runs optimize with their estimator: the ELBO's expectation (``estimators.capabilities.OBJECTIVES``).
-OBJECTIVE = "expectation"
 
 #: How many full-state checkpoints a run keeps: the newest may be damaged, the one before it is the fallback.
 KEEP_RESUME = 2
@@ -122,7 +120,7 @@ class Run:
         nvil = self.spec.nvil
         self.est = self.spec.build().to(self.device)
         q = self.model.posterior(torch.zeros(1, self.data.dim, device=self.device))
-        reason = self.est.why_not(q, config.n_samples, objective=OBJECTIVE)
+        reason = objectives.why_not(self.est, q, config.n_samples, config.objective)
         if reason is not None:
             raise ValueError(f"estimator {self.spec.label} does not apply to {self.latent.label()} latents: {reason}; "
                              f"estimators that do: {', '.join(estimators.supporting(q))}")
@@ -232,8 +230,9 @@ class Run:
         x = self.batch(self.step)
         q = self.model.posterior(x)
         kwargs = {"learned_baseline": self.baseline_net(x)} if self.baseline_net is not None else {}
-        f, exact_term = self.model.objective(x, q, self.config.objective.kl)
-        out = self.est(f, q, int(self.config.n_samples), self.gen, **kwargs)
+        f, dist, n_call, exact_term = objectives.problem(self.model, x, q, self.est, int(self.config.n_samples),
+                                                         self.config.objective)
+        out = self.est(f, dist, n_call, self.gen, **kwargs)
         elbo = out.surrogate + exact_term
         loss = -elbo / x.shape[0]
         if out.baseline_loss is not None:
@@ -290,15 +289,17 @@ class Run:
     def measure_variance(self) -> None:
         cfg = self.config.variance
         x = self.test_data[: int(cfg.batch_size)]
-        reference = reference_gradient(self.model, x, self._eval_gen("reference"), cfg.reference_gradient)
+        reference = reference_gradient(self.model, x, self._eval_gen("reference"), cfg.reference_gradient,
+                                       self.config.objective)
         res = encoder_gradient_estimates(self.model, x, self.est, n_samples=int(self.config.n_samples),
                                          n_estimates=cfg.min_estimates, generator=self._eval_gen("variance"),
                                          reference=reference, baseline_net=self.baseline_net,
-                                         kl=self.config.objective.kl, target_rse=cfg.target_rse,
+                                         objective=self.config.objective, target_rse=cfg.target_rse,
                                          max_estimates=cfg.max_estimates)
         self.variance.append({**self.ids, "step": self.step, "protocol": "own_run",
                               **self.run_estimator_ids, "measured_n_samples": int(self.config.n_samples),
-                              "f_evaluations": self.est.f_evaluations(self.model.posterior(x[:1]), int(self.config.n_samples)),
+                              "f_evaluations": objectives.f_evaluations(self.est, self.model.posterior(x[:1]),
+                                                                        int(self.config.n_samples), self.config.objective),
                               **variance_row(res, reference)})
         checkpoint.save(self.out / "checkpoints" / f"step_{self.step:07d}.pt",
                         {"config_hash": self.ids["config_hash"], "step": self.step, "model": self.model.state_dict(),
