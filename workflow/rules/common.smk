@@ -36,7 +36,7 @@ def select_devices(cfg):
         raise ConfigError(
             f"devices: {missing} are not on this machine (torch sees no such CUDA device); remove them, set "
             f"drop_unavailable_devices: true to leave them out, or on a cluster submit host pass "
-            f"--config check_devices=false (the jobs check their own device)")
+            f"--config check_devices=False (the jobs check their own device)")
     kept = [d for d in devices if d not in missing]
     if not kept:
         raise ConfigError(f"devices: none of {devices} is available here")
