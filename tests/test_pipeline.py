@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from experiments.aggregate import TABLES
+from experiments import study_config
+from experiments.plan import make_plan
 from experiments.plots import FIGURES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,6 +161,19 @@ def test_the_mnist_study_validates_and_plans_with_snakemake(tmp_path):
 def test_cuda_without_a_gpu_fails_at_validation(tmp_path):
     out = _bad_config(tmp_path, lambda c: c.update(devices=["cpu", "cuda"]))
     assert "devices: ['cuda'] are not on this machine" in out and "drop_unavailable_devices" in out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_the_paper_study_dry_runs_with_the_advice_of_its_device_error(tmp_path):
+    """On a submit host without a GPU the paper config is refused with a way out; taken as written, it works."""
+    workdir = _workdir(tmp_path)
+    refused = _snakemake(workdir, "-n", "--configfile", "config/paper.yaml", check=False)
+    advice = re.search(r"pass --config (\S+)", refused.stdout + refused.stderr)
+    assert refused.returncode != 0 and advice, refused.stdout[-2000:]
+    res = _snakemake(workdir, "-n", "--configfile", "config/paper.yaml", "--config", advice.group(1))
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout.split("Job stats:")[1], flags=re.M))
+    config = study_config.check(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
+    assert int(jobs["vae_train"]) == len(make_plan(config, config["devices"]).vae_runs)
 
 
 def test_results_readme_lists_the_figure_registry():
