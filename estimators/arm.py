@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli
 
-from . import families
+from . import families, sampling
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
 from .registry import register
@@ -44,11 +44,11 @@ from .registry import register
 class AntitheticBernoulli(Estimator):
     """The pair sampling and surrogate shared by ARM and DisARM; subclasses give the per-pair estimate."""
 
-    capabilities = Capabilities(unbiased=True, families=(Bernoulli,), evaluations_per_sample=2)
+    capabilities = Capabilities(unbiased=True, families=(Bernoulli,), evaluations_per_sample=2, stackable=True)
 
     def _uniforms(self, shape: tuple[int, ...], like: Tensor, generator) -> tuple[Tensor, Tensor]:
         """``(u, u_tilde)``: ``b = 1[u < p]``, ``b_tilde = 1[u_tilde < p]``; the pair shares ``u`` (``u_tilde = 1 - u``)."""
-        u = torch.rand(shape, generator=generator, dtype=like.dtype, device=like.device)
+        u = sampling.uniform(shape, like, generator, sample_ndim=1)  # [n, *batch, *event]
         return u, 1.0 - u
 
     def _pair_estimate(self, fb: Tensor, fbt: Tensor, u: Tensor, b: Tensor, bt: Tensor, logits: Tensor) -> Tensor:
@@ -78,7 +78,7 @@ class AntitheticBernoulli(Estimator):
 @register
 class ARM(AntitheticBernoulli):
     name = "arm"
-    capabilities = Capabilities(unbiased=True, families=(Bernoulli,), evaluations_per_sample=2)
+    capabilities = Capabilities(unbiased=True, families=(Bernoulli,), evaluations_per_sample=2, stackable=True)
 
     def _pair_estimate(self, fb, fbt, u, b, bt, logits):
         return (fbt - fb) * (u - 0.5)

@@ -132,8 +132,27 @@ class Estimator(nn.Module):
                 f"(it applies to: {self.families_doc}); estimators that do: "
                 f"{', '.join(others) if others else 'none'}"
             )
+        if isinstance(generator, sampling.GeneratorStack):
+            reason = self.why_not_stacked()
+            if reason is not None:
+                raise ValueError(reason)
         if generator is not None:
             sampling.check_generator(generator, families.device_of(dist))
+
+    @property
+    def stackable(self) -> bool:
+        """Whether one call can serve stacked independent runs (``Capabilities.stackable``, and not ``adapts``:
+        an adapting state would be shared by the runs)."""
+        return self.capabilities.stackable and not self.adapts
+
+    def why_not_stacked(self) -> str | None:
+        """``None`` if this instance can be called with a ``sampling.GeneratorStack``, else the one-line reason."""
+        if self.stackable:
+            return None
+        why = ("it adapts across calls (Estimator.adapts), a state the runs would share" if self.adapts else
+               "its randomness does not go through sampling.draw/uniform/exponential")
+        return (f"estimator {self.describe()!r} cannot be stacked: {why}; estimators that can: "
+                f"{', '.join(stackable_estimators())} (without adapting options such as baseline='moving_average')")
 
     @property
     def adapts(self) -> bool:
@@ -153,6 +172,11 @@ class Estimator(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+
+
+def stackable_estimators() -> tuple[str, ...]:
+    """Names of the estimators whose default configuration can serve stacked runs (``Estimator.stackable``)."""
+    return tuple(name for name in registry.available() if registry.estimator_class(name)().stackable)
 
 
 def check_max_coordinates(value) -> int:

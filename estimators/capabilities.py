@@ -57,6 +57,11 @@ class Capabilities:
     objective: what the surrogate's gradient estimates, a key of ``OBJECTIVES``: ``"expectation"`` (the
         contract of ``base``), or ``"iwae"`` for ``vimco``, whose estimate is unbiased for the gradient of
         the importance-weighted bound, not of the expectation; compare estimators only within an objective.
+    stackable: whether its calls can serve several independent runs stacked along the first batch dimension
+        with a ``sampling.GeneratorStack`` (``experiments/vae/stacked.py``): all its randomness goes through
+        ``sampling.draw``/``uniform``/``exponential`` and every batch element is estimated on its own. An
+        instance that adapts across calls (``Estimator.adapts``) is not, whatever this says
+        (``Estimator.stackable``).
     """
 
     unbiased: bool
@@ -71,6 +76,7 @@ class Capabilities:
     evaluations_per_call: int = 0
     differentiable_f: bool = False
     objective: str = "expectation"
+    stackable: bool = False
 
     def __post_init__(self):
         unknown = sorted(set(self.requires) - set(REQUIREMENTS))

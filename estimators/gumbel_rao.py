@@ -47,7 +47,7 @@ from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
 from .one_hot_view import check_differentiable, class_logits, from_one_hot, to_one_hot
 from .registry import register
-from .sampling import draw
+from .sampling import draw, exponential
 from .straight_through import HARD_FAMILIES
 
 
@@ -55,7 +55,8 @@ def conditional_gumbel(logits: Tensor, hard: Tensor, k: int, generator) -> Tenso
     """Gumbel noise ``[k, *hard.shape]`` distributed as ``G | argmax(logits + G) = hard`` (detached)."""
     with torch.no_grad():
         logits = logits.detach().expand_as(hard)
-        e = torch.empty((k, *hard.shape), dtype=logits.dtype, device=logits.device).exponential_(generator=generator)
+        # [k, n, *batch, *event]: two sample dims, so a GeneratorStack's runs are dim 2 (the first batch dim)
+        e = exponential((k, *hard.shape), logits, generator, sample_ndim=2)
         tiny = torch.finfo(logits.dtype).tiny
         log_e = e.clamp_min(tiny).log()
         log_e_top = (log_e * hard).sum(-1, keepdim=True)  # log E_i of the sampled class
@@ -70,7 +71,7 @@ def conditional_gumbel(logits: Tensor, hard: Tensor, k: int, generator) -> Tenso
 class GumbelRao(Estimator):
     name = "gumbel_rao"
     capabilities = Capabilities(unbiased=False, families=HARD_FAMILIES, evaluations_per_sample=1,
-                                differentiable_f=True)
+                                differentiable_f=True, stackable=True)
 
     def __init__(self, temperature: float = 1.0, k: int = 10):
         super().__init__()

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution
 
-from . import families
+from . import families, sampling
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
 from .registry import register
@@ -46,7 +46,7 @@ def relaxed_sample(dist: Distribution, n_samples: int, temperature: float, gener
     logits = base.logits
     shape = (n_samples, *logits.shape)
     finfo = torch.finfo(logits.dtype)
-    u = torch.rand(shape, generator=generator, dtype=logits.dtype, device=logits.device)
+    u = sampling.uniform(shape, logits, generator, sample_ndim=1)  # [n, *batch, *event]
     u = u.clamp(finfo.tiny, 1.0 - finfo.eps)
     if isinstance(base, Bernoulli):
         return torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / temperature)
@@ -62,7 +62,7 @@ def harden(y: Tensor, dist: Distribution) -> Tensor:
 
 
 class _Relaxation(Estimator):
-    capabilities = Capabilities(unbiased=False, families=HARD_FAMILIES)
+    capabilities = Capabilities(unbiased=False, families=HARD_FAMILIES, stackable=True)
     hard_forward = False
 
     def __init__(self, temperature: float = 1.0, anneal_rate: float = 0.0, min_temperature: float = 0.0):

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 
-from . import families
+from . import families, sampling
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
 from .registry import register
@@ -70,10 +70,11 @@ from .registry import register
 RELAXABLE = (Bernoulli, OneHotCategorical)
 
 
-def open_uniform(shape: tuple[int, ...], like: Tensor, generator) -> Tensor:
-    """U(0, 1) draws kept away from 0 and 1, so their logarithms and logits are finite."""
+def open_uniform(shape: tuple[int, ...], like: Tensor, generator, sample_ndim: int = 1) -> Tensor:
+    """U(0, 1) draws ``shape`` = ``[*sample, *batch, *event]`` kept away from 0 and 1, so their logarithms and
+    logits are finite (``sampling.uniform``: a ``GeneratorStack`` draws each run's slice with its generator)."""
     finfo = torch.finfo(like.dtype)
-    u = torch.rand(shape, generator=generator, dtype=like.dtype, device=like.device)
+    u = sampling.uniform(shape, like, generator, sample_ndim)
     return u.clamp(finfo.tiny, 1.0 - finfo.eps)
 
 
@@ -174,8 +175,8 @@ class _TrainedControlVariate(Estimator):
         bernoulli = isinstance(base, Bernoulli)
         logits = base.logits
         shape = (n_samples, *logits.shape)
-        u = open_uniform(shape, logits, generator)
-        v = open_uniform(shape, logits, generator)
+        u = open_uniform(shape, logits, generator, sample_ndim=1)
+        v = open_uniform(shape, logits, generator, sample_ndim=1)
         if not torch.is_grad_enabled():  # a value only: the discrete samples
             b = relaxed_and_conditional(logits, bernoulli, u, v)[1]
             fb = evaluate(f, b, dist, n_samples)

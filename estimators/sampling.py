@@ -12,6 +12,12 @@ forked global RNG state seeded from the generator: still reproducible from the g
 caller's global RNG state is left as it was.
 
 Shapes: every function returns ``[n_samples, *batch_shape, *event_shape]``.
+
+Stacked runs (``experiments/vae/stacked.py``): a :class:`GeneratorStack` holds one generator per run, and the
+runs are the *first* batch dimension of the distribution (and of every noise tensor, right after its sample
+dimensions). ``draw`` with a stack draws run ``r``'s slice from the distribution sliced at batch index ``r``
+with generator ``r``, so each run gets, bit for bit, the noise it would get alone; ``uniform`` and
+``exponential`` do the same for the raw noise of the estimators that transform it themselves.
 """
 from __future__ import annotations
 
@@ -37,15 +43,62 @@ from torch.distributions import (
     Uniform,
 )
 
+from . import families
+
 Sampler = Callable[[Distribution, torch.Size, "torch.Generator | None"], Tensor]
 
 
-def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
-    """Raise a clear error when a generator cannot drive sampling on ``device``."""
+class GeneratorStack:
+    """One ``torch.Generator`` per stacked run: run ``r`` is index ``r`` of the first batch dimension, and its
+    noise comes from ``generators[r]`` alone, so it equals the noise of the same run drawn on its own.
+
+    Only ``draw``/``_draw`` on :data:`STACKABLE_FAMILIES` and the raw primitives ``uniform``/``exponential``
+    accept it; estimators declare whether their randomness goes through them (``Capabilities.stackable``).
+    """
+
+    def __init__(self, generators):
+        gens = tuple(generators)
+        if not gens:
+            raise ValueError("GeneratorStack needs at least one generator")
+        bad = [type(g).__name__ for g in gens if not isinstance(g, torch.Generator)]
+        if bad:
+            raise TypeError(f"GeneratorStack holds torch.Generator objects, got {bad[0]}")
+        devices = sorted({str(g.device) for g in gens})
+        if len(devices) > 1:
+            raise ValueError(f"the generators of a GeneratorStack must share one device, got {', '.join(devices)}")
+        self.generators = gens
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def __iter__(self):
+        return iter(self.generators)
+
+    def __getitem__(self, r: int) -> torch.Generator:
+        return self.generators[r]
+
+    @property
+    def device(self) -> torch.device:
+        return self.generators[0].device
+
+    def __repr__(self) -> str:
+        return f"GeneratorStack({len(self)} generators on {self.device})"
+
+
+#: The families (under ``Independent`` wrappers) that ``draw`` samples with a ``GeneratorStack``: the VAE's.
+STACKABLE_FAMILIES = (Normal, Bernoulli, OneHotCategorical)
+
+
+def check_generator(generator: "torch.Generator | GeneratorStack | None", device: torch.device) -> None:
+    """Raise a clear error when a generator (or each generator of a stack) cannot drive sampling on ``device``."""
     if generator is None:
         return
+    if isinstance(generator, GeneratorStack):
+        for g in generator:
+            check_generator(g, device)
+        return
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        raise TypeError(f"generator must be a torch.Generator, a GeneratorStack or None, got {type(generator).__name__}")
     if generator.device.type != device.type:
         raise ValueError(
             f"generator is on {generator.device} but the distribution's parameters are on {device}; "
@@ -55,6 +108,33 @@ def check_generator(generator: torch.Generator | None, device: torch.device) -> 
 
 def _uniform(shape: torch.Size, like: Tensor, generator) -> Tensor:
     return torch.rand(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def _per_run(make: Callable[[tuple, torch.Generator], Tensor], shape, generator, sample_ndim: int) -> Tensor:
+    """``make(shape, generator)``, or with a ``GeneratorStack`` run ``r``'s slice (``shape`` without its run
+    axis ``shape[sample_ndim]``) from generator ``r``, stacked along that axis."""
+    shape = tuple(int(s) for s in shape)
+    if not isinstance(generator, GeneratorStack):
+        return make(shape, generator)
+    if len(shape) <= sample_ndim or shape[sample_ndim] != len(generator):
+        raise ValueError(f"noise of shape {shape} has no run axis of size {len(generator)} at dim {sample_ndim} "
+                         f"(shape = [*sample ({sample_ndim} dims), runs, *batch, *event])")
+    one = shape[:sample_ndim] + shape[sample_ndim + 1:]
+    return torch.stack([make(one, g) for g in generator], dim=sample_ndim)
+
+
+def uniform(shape, like: Tensor, generator, sample_ndim: int = 1) -> Tensor:
+    """U[0, 1) noise ``shape`` = ``[*sample, *batch, *event]`` (``sample_ndim`` sample dims) in ``like``'s dtype
+    and device; with a ``GeneratorStack`` the run axis is ``shape[sample_ndim]`` and run ``r``'s slice is what
+    ``torch.rand`` draws alone from generator ``r``."""
+    return _per_run(lambda s, g: torch.rand(s, generator=g, dtype=like.dtype, device=like.device),
+                    shape, generator, sample_ndim)
+
+
+def exponential(shape, like: Tensor, generator, sample_ndim: int = 1) -> Tensor:
+    """Exp(1) noise ``shape`` = ``[*sample, *batch, *event]``, as ``uniform`` (``Tensor.exponential_``)."""
+    return _per_run(lambda s, g: torch.empty(s, dtype=like.dtype, device=like.device).exponential_(generator=g),
+                    shape, generator, sample_ndim)
 
 
 def _normal(d: Normal, shape, generator) -> Tensor:
@@ -206,14 +286,34 @@ def _fallback(dist: Distribution, shape: torch.Size, generator) -> Tensor:
         return draw(shape)
 
 
+def _draw_stacked(dist: Distribution, shape: torch.Size, stack: GeneratorStack) -> Tensor:
+    """``[*shape, runs, *rest_of_batch, *event]``: run ``r``'s slice drawn from ``dist`` sliced at batch index
+    ``r`` with ``stack[r]`` (the same code path, shapes and generator as the run alone), then stacked. Slicing
+    keeps autograd, so the reparameterized path reaches each run's parameters."""
+    base = families.unwrap(dist)[0]
+    if not isinstance(base, STACKABLE_FAMILIES) or _sampler_for(base) is None:
+        raise ValueError(f"a GeneratorStack draws from {', '.join(k.__name__ for k in STACKABLE_FAMILIES)} "
+                         f"(and Independent wrappers); got {families.family_name(dist)}")
+    if len(dist.batch_shape) == 0 or dist.batch_shape[0] != len(stack):
+        raise ValueError(f"a GeneratorStack of {len(stack)} runs needs the runs as the first batch dimension; "
+                         f"got batch_shape {tuple(dist.batch_shape)}")
+    params = families.parameters(base)
+    slices = [_draw(families.rebuild(dist, {k: v[r] for k, v in params.items()}), shape, gen)
+              for r, gen in enumerate(stack)]
+    return torch.stack(slices, dim=len(shape))
+
+
 def _draw(dist: Distribution, shape: torch.Size, generator) -> Tensor:
+    if isinstance(generator, GeneratorStack):
+        return _draw_stacked(dist, shape, generator)
     sampler = _sampler_for(dist)
     return sampler(dist, shape, generator) if sampler is not None else _fallback(dist, shape, generator)
 
 
-def draw(dist: Distribution, n_samples: int, generator: torch.Generator | None = None,
+def draw(dist: Distribution, n_samples: int, generator: "torch.Generator | GeneratorStack | None" = None,
          reparameterized: bool = False) -> Tensor:
-    """Draw ``[n_samples, *batch_shape, *event_shape]`` samples from ``dist`` with ``generator``.
+    """Draw ``[n_samples, *batch_shape, *event_shape]`` samples from ``dist`` with ``generator`` (with a
+    ``GeneratorStack``, ``batch_shape[0]`` is the runs: see ``_draw_stacked``).
 
     With ``reparameterized=True`` the samples carry gradients to the distribution's parameters
     (as ``rsample``); the distribution must have ``has_rsample``. Otherwise they are detached

@@ -60,7 +60,7 @@ class Vimco(Estimator):
     name = "vimco"
     capabilities = Capabilities(unbiased=True, requires=("sample",), excludes=(Uniform,),
                                 exclude_reason="its support depends on its parameters", min_samples=2,
-                                objective="iwae")
+                                objective="iwae", stackable=True)
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         z = draw(dist, n_samples, generator, reparameterized=False)

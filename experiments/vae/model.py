@@ -124,22 +124,25 @@ class VAE(nn.Module):
         # Bernoulli log-likelihood of binary x, written stably with logits.
         return -nn.functional.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
 
-    def objective(self, x: Tensor, q: Distribution, kl: str = "exact"):
+    def objective(self, x: Tensor, q: Distribution, kl: str = "exact", log_likelihood=None):
         """``(f, exact_term)``: the estimators' integrand ``[n, B, *event] -> [n, B]`` and the scalar added to
-        their surrogate, so that ``surrogate + exact_term`` estimates the minibatch ELBO (see the module)."""
+        their surrogate, so that ``surrogate + exact_term`` estimates the minibatch ELBO (see the module).
+        ``log_likelihood(x, z)``: the decoder's, by default this model's (stacked runs pass theirs)."""
+        log_likelihood = log_likelihood or self.log_likelihood
         if kl == "exact":
-            return (lambda z: self.log_likelihood(x, z)), -self.kl(q).sum()
+            return (lambda z: log_likelihood(x, z)), -self.kl(q).sum()
         if kl == "in_signal":
             divergence = self.kl(q)
-            return (lambda z: self.log_likelihood(x, z) - divergence), torch.zeros((), device=x.device)
+            return (lambda z: log_likelihood(x, z) - divergence), torch.zeros((), device=x.device)
         raise ValueError(f"unknown kl {kl!r}; valid: exact, in_signal")
 
-    def log_weight(self, x: Tensor, q: Distribution):
+    def log_weight(self, x: Tensor, q: Distribution, log_likelihood=None):
         """f(z) = log p(x|z) + log p(z) - log q(z|x), ``[n, B, *event] -> [n, B]``: the importance weight's log,
         whose K-sample mean's log is the IWAE bound. ``q`` and the prior are evaluated with their density
-        formulas off the discrete support too (relaxed samples of rebar, relax and the relaxations)."""
-        prior, posterior = self.prior(q), q
-        return lambda z: self.log_likelihood(x, z) + _log_density(prior, z) - _log_density(posterior, z)
+        formulas off the discrete support too (relaxed samples of rebar, relax and the relaxations).
+        ``log_likelihood`` as in ``objective``."""
+        prior, log_likelihood = self.prior(q), log_likelihood or self.log_likelihood
+        return lambda z: log_likelihood(x, z) + log_density(prior, z) - log_density(q, z)
 
     def elbo_integrand(self, x: Tensor, q: Distribution):
         """f(z) = log p(x|z) - KL(q||p): ``[n, B, *event] -> [n, B]`` (evaluation)."""
@@ -197,7 +200,7 @@ class VAE(nn.Module):
         return torch.logsumexp(torch.cat(log_w), 0) - math.log(k)
 
 
-def _log_density(dist: Distribution, z: Tensor) -> Tensor:
+def log_density(dist: Distribution, z: Tensor) -> Tensor:
     """log of ``dist`` (Independent of Normal, Bernoulli or OneHotCategorical, one event dimension) at ``z``
     ``[n, *batch, *event]``, extended off the discrete support by the same formula, so that it is
     differentiable in ``z`` at relaxed samples: Bernoulli z log p + (1 - z) log(1 - p), one-hot <z, log p>

@@ -29,14 +29,15 @@ def why_not(est, q: Distribution | type[Distribution], n_samples: int | None, ob
     return iwae.why_not(est, q, int(objective.k), n_samples)
 
 
-def problem(model, x: Tensor, q: Distribution, est, n_samples: int, objective):
+def problem(model, x: Tensor, q: Distribution, est, n_samples: int, objective, log_likelihood=None):
     """``(f, dist, n_call, exact_term)``: what ``est`` is called with (``est(f, dist, n_call, ...)``) so that
-    its surrogate plus ``exact_term`` estimates the minibatch objective."""
+    its surrogate plus ``exact_term`` estimates the minibatch objective. ``log_likelihood(x, z)``: the
+    decoder's (default the model's; stacked runs pass their batched one)."""
     if objective.bound == "elbo":
-        f, exact_term = model.objective(x, q, objective.kl)
+        f, exact_term = model.objective(x, q, objective.kl, log_likelihood)
         return f, q, n_samples, exact_term
     k = int(objective.k)
-    f = model.log_weight(x, q)
+    f = model.log_weight(x, q, log_likelihood)
     zero = x.new_zeros(())
     if est.capabilities.objective == "iwae":
         return f, q, k, zero

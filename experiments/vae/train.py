@@ -105,11 +105,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
 class Run:
     """Everything a training run holds; ``state_dict`` is the resume checkpoint."""
 
-    def __init__(self, config: RunConfig, out: Path):
+    def __init__(self, config: RunConfig, out: Path, data: data_mod.Dataset | None = None):
+        """``data``: the config's data set, already loaded (stacked runs share one copy); else loaded here."""
         self.config, self.out = config, out
         self.device = resolve_device(config.device)
         self.latent = config.latent
-        self.data = data_mod.load(config.dataset, config.data_dir, config.cache_dir)
+        self.data = data if data is not None else data_mod.load(config.dataset, config.data_dir, config.cache_dir)
         # nn.Linear initializes from torch's global generator: seed it inside a fork, so the run is determined
         # by its seed and the caller's global RNG state is left as it was.
         with torch.random.fork_rng(devices=[]):
@@ -350,19 +351,30 @@ class Run:
         return "completed"
 
 
-def train(config: RunConfig, out: Path) -> str:
+def finished(config: RunConfig, out: Path) -> str | None:
+    """The status of a run in ``out`` that finished under this config with its tables intact, else ``None``
+    (after writing ``config.json`` where it is not this config: the pipeline writes it before the run, a run
+    from the command line here). A finished run whose tables are gone or damaged is not finished: it resumes
+    from its last checkpoint to write them anew."""
     out.mkdir(parents=True, exist_ok=True)
-    status_path = out / "status.json"
+    status_path, saved_path = out / "status.json", out / "config.json"
     resolved = as_dict(config)
-    saved_path = out / "config.json"
     saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
-    if status_path.exists() and json.loads(status_path.read_text())["status"] in ("completed", "diverged"):
-        # A finished run whose tables are gone or damaged is resumed from its last checkpoint to write them anew.
-        if saved == resolved and all(result_tables.intact(out / name) for name in ("metrics.csv", "variance.csv")):
-            log.info("%s already finished (%s); nothing to do", out, json.loads(status_path.read_text())["status"])
-            return json.loads(status_path.read_text())["status"]
-    if saved != resolved:  # the pipeline writes it before the run; a run from the command line writes it here
+    if status_path.exists() and saved == resolved:
+        status = json.loads(status_path.read_text())["status"]
+        if status in ("completed", "diverged") and all(result_tables.intact(out / name)
+                                                        for name in ("metrics.csv", "variance.csv")):
+            return status
+    if saved != resolved:
         atomic_write_text(saved_path, json.dumps(resolved, indent=2, sort_keys=True))
+    return None
+
+
+def train(config: RunConfig, out: Path) -> str:
+    status = finished(config, out)
+    if status is not None:
+        log.info("%s already finished (%s); nothing to do", out, status)
+        return status
     return Run(config, out).run()
 
 

@@ -1,0 +1,454 @@
+r"""Stacked runs: train N runs of one cell (configs equal but for the seed) as one batched model in one process.
+
+    python -m experiments.vae.stacked --config A.json --config B.json --out DIR_A --out DIR_B
+    python -m experiments.vae.stacked --config C.yaml --seeds 0 1 2 --out 'results/demo/seed{seed}' [--set KEY=VALUE ...]
+
+Each member is a :class:`~experiments.vae.train.Run` (its data, minibatch order, binarization stream, ids,
+tables, ``status.json``, checkpoints, evaluation and variance measurement are the Run's own code); only the
+training step is shared. With ``N`` members the parameters are stacked, ``p[N, *shape]``, and a step is:
+
+- ``x[r] = runs[r].batch(step)``: ``[N, B, D]``, each member's own minibatch and binarization draw;
+- the encoder and decoder with stacked weights: every ``nn.Linear`` becomes a batched ``StackedLinear``
+  (``baddbmm``), per member the BLAS calls of ``nn.Linear`` (bit-identical on CPU, forward and backward);
+- one estimator call on the stacked posterior, batch ``[N, B]`` (or its K-tuples under ``objective.bound:
+  iwae``, as ``objectives.problem``), with a ``sampling.GeneratorStack`` of the members' training generators:
+  member ``r``'s noise is what it would draw alone, bit for bit;
+- ``loss = sum_r loss_r``: the graph never mixes members, so member ``r``'s gradient is its own;
+- one optimizer over the stacked parameters: Adam, SGD and RMSprop are elementwise, so this equals N separate
+  optimizers (they share only the step count, which equal steps make equal).
+
+Before a member evaluates, measures variance or checkpoints, its slices are copied into its ``Run.model``,
+its optimizer state into its ``Run.opt`` (in the format of a run alone) and the estimator's state into its
+``Run.est``: its ``resume_STEP.pt`` is a normal Run checkpoint. So a killed stacked job resumes every member,
+a member can be resumed alone (``experiments.vae.train``) and a run started alone can join a stack; members
+at different steps are stacked by step (the ones behind train together until they reach the others).
+
+Equality with runs alone. On CPU, a member's metrics, variance rows and weights equal those of the same run
+trained alone to the last bit here (tests/test_stacked_runs.py: digits, 30 steps, pathwise, reinforce
+leave_one_out, gumbel_softmax, straight_through, and on the IWAE bound vimco and pathwise on K-tuples; the
+tests assert the tolerance); the stated tolerance, for other BLAS builds and
+thread counts whose kernels may block a batched matmul differently from a single one, is 1e-4 relative on
+the metrics after a few dozen steps (discrete samples then still agree unless a probability falls within a
+rounding error of a uniform draw). On CUDA the batched kernels differ from the single ones: expect agreement
+to that tolerance, not bits. An interrupted stacked job resumed ends bit-identical to an uninterrupted one
+(on CPU), as a Run does.
+
+A member that diverges (its loss or parameters non-finite) ends ``diverged`` with its tables and status
+exactly as a run alone, and the others go on (the stack is rebuilt without it: a frozen slice could keep
+producing non-finite values that ``torch.multinomial``/``bernoulli`` refuse). Preemption (SIGTERM, SIGINT,
+SIGUSR1) checkpoints every unfinished member (``preempted``) and exits 75, as ``train``. A finished member is
+not run again.
+
+What cannot be stacked is refused with one line: an estimator whose state adapts across calls (``adapts``:
+moving-average baselines, REBAR/RELAX) or whose randomness does not go through ``estimators.sampling``
+(``Capabilities.stackable``), an NVIL learned baseline (a trained network of its own), configs that differ in
+anything but ``seed`` (and the ``fault`` test aid).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+from torch.nn import functional as F
+
+from estimators.sampling import GeneratorStack
+
+from ..cli import checked, failures_as_one_line
+from ..preemption import PREEMPTED_EXIT_CODE, StopRequests
+from . import objectives
+from .run_config import RunConfig, as_dict
+from .train import OPTIMIZERS, Run, finished, load_config
+
+log = logging.getLogger("gradvar.vae.stacked")
+
+#: Top-level config keys in which the members may differ: the seed, and the fault-injection test aid.
+PER_RUN_KEYS = ("seed", "fault")
+
+
+def _first_difference(a, b, path: str = "") -> str | None:
+    """The dotted path of the first key where two config dicts differ, or ``None``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            where = f"{path}.{key}" if path else key
+            if key not in a or key not in b:
+                return where
+            found = _first_difference(a[key], b[key], where)
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (path or "<config>")
+
+
+def check_stackable(configs: list[RunConfig]) -> None:
+    """Raise a one-line ValueError when ``configs`` cannot be trained as one stack."""
+    if not configs:
+        raise ValueError("stacked runs need at least one config")
+    first = {k: v for k, v in as_dict(configs[0]).items() if k not in PER_RUN_KEYS}
+    for i, config in enumerate(configs[1:], 1):
+        other = {k: v for k, v in as_dict(config).items() if k not in PER_RUN_KEYS}
+        key = _first_difference(first, other)
+        if key is not None:
+            raise ValueError(f"stacked runs must have equal configs except {', '.join(PER_RUN_KEYS)}; "
+                             f"run {i} differs from run 0 in {key!r}")
+    spec = configs[0].estimator_spec
+    est = spec.build()
+    reason = est.why_not_stacked()
+    if reason is not None:
+        raise ValueError(reason)
+    if spec.nvil:
+        raise ValueError(f"estimator {spec.label} cannot be stacked: its NVIL baseline network is trained "
+                         f"alongside (a learned, adapting state); stack it without nvil, or train it alone")
+
+
+class StackedLinear(torch.autograd.Function):
+    r"""``y[r] = x[r] W[r]^T + b[r]``: ``x`` ``[N, R, a]``, ``W`` ``[N, b, a]``, ``b`` ``[N, b]`` -> ``[N, R, b]``.
+
+    Per member, forward and backward compute what ``nn.Linear`` computes on ``[R, a]`` (``addmm`` forward;
+    backward ``g W``, ``g^T x`` and ``g.sum(0)``), so on CPU each member's outputs and gradients equal the
+    unstacked layer's bit for bit (tests/test_stacked_runs.py). The forward, ``g W`` and the bias are batched
+    (``baddbmm``, ``bmm``, ``sum``: equal to the single calls on CPU at every size we tried); the weight's
+    gradient ``g[r]^T x[r]`` is one ``mm`` per member on CPU, because ``bmm`` rounds it differently when the
+    layer has few outputs (3, 6 or 10: a latent layer), and one ``bmm`` elsewhere (on CUDA the batched kernels
+    differ from the single ones anyway). Autograd's own backward of ``baddbmm`` computes that gradient as the
+    transposed product ``x^T g``, and ``matmul`` plus a separate bias add rounds the forward differently.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_t = grad.transpose(1, 2)
+            grad_w = (torch.stack([grad_t[r].mm(x[r]) for r in range(x.shape[0])]) if x.device.type == "cpu"
+                      else torch.bmm(grad_t, x))
+        grad_b = grad.sum(1) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+def stacked_mlp(h: Tensor, template: nn.Sequential, params: dict[str, Tensor]) -> Tensor:
+    """``h`` ``[N, R, a]`` through ``template``'s layers with member ``r``'s weights ``params[name][r]``
+    (``params[name]``: ``[N, *p.shape]`` for each ``name`` of ``template.named_parameters()``): ``[N, R, b]``.
+    Linear layers are :class:`StackedLinear` (batched, bit-identical per member on CPU); the other layers of
+    ``model.mlp`` are elementwise. (``VAE.replicated_posterior`` shares one ``x`` among copies of the encoder
+    and rounds differently, so it is mirrored here rather than reused.)
+    """
+    for i, layer in enumerate(template):
+        if isinstance(layer, nn.Linear):
+            h = StackedLinear.apply(h, params[f"{i}.weight"], params[f"{i}.bias"])
+        elif any(True for _ in layer.parameters()):
+            raise TypeError(f"stacked runs support linear layers and parameter-free activations; "
+                            f"layer {i} is a {type(layer).__name__} with parameters")
+        else:
+            h = layer(h)
+    return h
+
+
+def stack_optimizer_states(states: list[dict]) -> dict:
+    """One ``state_dict`` of an optimizer over stacked parameters from the members' own: per-parameter tensors
+    (``exp_avg``, momentum buffers, ...) are stacked, scalars (``step``) must agree."""
+    first = states[0]
+    for i, state in enumerate(states[1:], 1):
+        if state["param_groups"] != first["param_groups"] or set(state["state"]) != set(first["state"]):
+            raise RuntimeError(f"member {i}'s optimizer state does not match member 0's (different settings or steps)")
+    stacked = {}
+    for idx, entry in first["state"].items():
+        stacked[idx] = {}
+        for name, value in entry.items():
+            values = [state["state"][idx][name] for state in states]
+            if isinstance(value, Tensor) and value.dim() > 0:
+                stacked[idx][name] = torch.stack(values)
+            else:
+                if not all(torch.equal(torch.as_tensor(v), torch.as_tensor(value)) for v in values):
+                    raise RuntimeError(f"members disagree on the optimizer's {name!r} (they are at different steps)")
+                stacked[idx][name] = copy.deepcopy(value)
+    return {"state": stacked, "param_groups": copy.deepcopy(first["param_groups"])}
+
+
+def member_optimizer_state(stacked: dict, r: int) -> dict:
+    """Member ``r``'s optimizer ``state_dict`` from a stacked one, in the format of a run alone."""
+    state = {idx: {name: (value[r].clone() if isinstance(value, Tensor) and value.dim() > 0 else copy.deepcopy(value))
+                   for name, value in entry.items()}
+             for idx, entry in stacked["state"].items()}
+    return {"state": state, "param_groups": copy.deepcopy(stacked["param_groups"])}
+
+
+class StackedRuns:
+    """N ``Run``s of configs equal but for the seed, trained as one batched model (see the module)."""
+
+    def __init__(self, configs: list[RunConfig], outs: list[Path]):
+        configs, outs = list(configs), [Path(o) for o in outs]
+        if len(configs) != len(outs):
+            raise ValueError(f"stacked runs need one out folder per config; got {len(configs)} configs and {len(outs)} outs")
+        if len({o.resolve() for o in outs}) != len(outs):
+            raise ValueError("stacked runs need distinct out folders")
+        check_stackable(configs)
+        first = Run(configs[0], outs[0])
+        # Equal configs name the same data: one copy in memory, not N.
+        self.runs = [first] + [Run(c, o, data=first.data) for c, o in zip(configs[1:], outs[1:])]
+        self.config = configs[0]
+        self.device = first.device
+        self.template = first.model  # shapes, layers and the latent family (its weights are member 0's)
+        self.names = [name for name, _ in self.template.named_parameters()]
+        self.est = self.config.estimator_spec.build().to(self.device)  # the stack's; members' copies are synced
+        self.status: list[str | None] = [None] * len(self.runs)
+        self.group: tuple[int, ...] = ()  # the members in the stack, in stack order
+        self.params: list[Tensor] = []
+        self.opt: torch.optim.Optimizer | None = None
+        self.gens: GeneratorStack | None = None
+        self._pulled: dict[int, int] = {}  # member -> 1 (model and estimator) or 2 (and optimizer) copied out
+
+    # --- moving state between the stack and the members' Runs ----------------------------------------
+    def _use(self, group: tuple[int, ...]) -> None:
+        """Make ``group`` the stack, copying the previous stack's live members back to their Runs first."""
+        if group == self.group:
+            return
+        for k in self.group:
+            if self.status[k] is None or self.status[k] == "preempted":
+                self.pull(k, full=True)
+        runs = [self.runs[k] for k in group]
+        self.params = [torch.stack([p.detach() for p in ps]).requires_grad_(True)
+                       for ps in zip(*(run.model.parameters() for run in runs))]
+        self.opt = OPTIMIZERS[self.config.train.optimizer](self.params, lr=self.config.train.lr)
+        self.opt.load_state_dict(stack_optimizer_states([run.opt.state_dict() for run in runs]))
+        est_state = runs[0].est.state_dict()
+        for k, run in zip(group[1:], runs[1:]):
+            other = run.est.state_dict()
+            if other.keys() != est_state.keys() or not all(_same(other[n], est_state[n]) for n in est_state):
+                raise RuntimeError(f"{run.out}: its estimator state differs from {runs[0].out}'s at the same step")
+        self.est.load_state_dict(est_state)
+        self.est.train(runs[0].est.training)
+        self.gens = GeneratorStack([run.gen for run in runs])  # the members' own generators, advanced in place
+        self.group = group
+        self._pulled = {k: 2 for k in group}
+
+    def pull(self, k: int, full: bool = False) -> None:
+        """Copy member ``k``'s slice of the stack into its Run: weights and estimator state, and with ``full``
+        its optimizer state (what a checkpoint holds)."""
+        need = 2 if full else 1
+        if k not in self.group or self._pulled.get(k, 0) >= need:
+            return
+        r = self.group.index(k)
+        run = self.runs[k]
+        with torch.no_grad():
+            for p, stacked in zip(run.model.parameters(), self.params):
+                p.copy_(stacked[r])
+        run.est.load_state_dict(self.est.state_dict())
+        if full:
+            run.opt.load_state_dict(member_optimizer_state(self.opt.state_dict(), r))
+        self._pulled[k] = need
+
+    # --- the stacked model -----------------------------------------------------------------------------
+    def _params(self, prefix: str) -> dict[str, Tensor]:
+        return {name[len(prefix):]: p for name, p in zip(self.names, self.params) if name.startswith(prefix)}
+
+    def posterior(self, x: Tensor) -> Distribution:
+        """q(z | x[r]) under member ``r``'s encoder: ``x`` ``[N, B, D]``, batch_shape ``[N, B]``."""
+        return self.template.posterior_from_outputs(stacked_mlp(x, self.template.encoder, self._params("encoder.")))
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x[r] | z[:, r]) under member ``r``'s decoder: ``x`` ``[N, B, D]``, ``z`` ``[n, N, B, *event]`` ->
+        ``[n, N, B]`` (``VAE.log_likelihood`` per member; each member's rows in the order it uses alone)."""
+        n, runs, batch = z.shape[:3]
+        flat = z.reshape(n, runs, batch, -1).transpose(0, 1).reshape(runs, n * batch, -1)
+        logits = stacked_mlp(flat, self.template.decoder, self._params("decoder."))
+        logits = logits.reshape(runs, n, batch, -1).transpose(0, 1)
+        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+
+    def problem(self, x: Tensor, q: Distribution):
+        """``(f, dist, n_call, exact_term, exact_per_member)``: ``objectives.problem`` with the members stacked
+        (``f`` ``[n, N, B, *event] -> [n, N, B]``, ``dist`` of batch ``[N, B]``) and this stack's decoder in
+        place of ``VAE.log_likelihood``; ``exact_per_member`` ``[N]`` splits the exact term by member."""
+        objective = self.config.objective
+        f, dist, n_call, exact_term = objectives.problem(self.template, x, q, self.est, int(self.config.n_samples),
+                                                         objective, self.log_likelihood)
+        exact = objective.bound == "elbo" and objective.kl == "exact"
+        per = -self.template.kl(q).sum(-1) if exact else torch.zeros(x.shape[0], device=x.device)
+        return f, dist, n_call, exact_term, per
+
+    # --- one step --------------------------------------------------------------------------------------
+    def train_step(self) -> dict[int, str]:
+        """One step of every member of the stack (all at the same step); returns ``{member: message}`` for
+        those that diverged (their state is left as it was before the step, as a run alone leaves it)."""
+        runs = [self.runs[k] for k in self.group]
+        step = runs[0].step
+        x = torch.stack([run.batch(step) for run in runs])  # [N, B, D]: each member's own minibatch and draws
+        q = self.posterior(x)
+        f, dist, n_call, exact_term, exact_per = self.problem(x, q)
+        out = self.est(f, dist, n_call, self.gens)
+        loss = -(out.surrogate + exact_term) / x.shape[1]
+        # Each member's loss as it computes it alone (f's mean over samples, summed over its batch), for the
+        # divergence check; the fault injection makes one member's loss NaN, as Run.train_step does.
+        per = -(out.value.mean(0).sum(-1) + exact_per) / x.shape[1]
+        values = torch.cat([per.detach(), loss.detach().reshape(1)]).tolist()  # one sync
+        values[:-1] = [v * float("nan") if run.config.fault.nan_at_step == step else v for v, run in zip(values, runs)]
+        bad = {r: f"loss is {v} at step {step}" for r, v in enumerate(values[:-1]) if not math.isfinite(v)}
+        self.opt.zero_grad(set_to_none=True)
+        if len(bad) < len(runs):
+            # Nothing in the graph mixes members, so a member's non-finite terms reach only its own slices.
+            loss.backward()
+            if not math.isfinite(values[-1]):  # a non-finite term outside f's values (a score term): find whose
+                grad_ok = self._finite_per_member([p.grad for p in self.params])
+                bad.update({r: f"loss is nan at step {step}" for r, ok in enumerate(grad_ok) if not ok and r not in bad})
+                if not bad:
+                    bad = {r: f"loss is {values[-1]} at step {step}" for r in range(len(runs))}
+            self.opt.step()
+            params_ok = self._finite_per_member([p.detach() for p in self.params])
+            bad.update({r: f"parameters became non-finite at step {step}" for r, ok in enumerate(params_ok)
+                        if not ok and r not in bad})
+        self._pulled = {}
+        return {self.group[r]: message for r, message in bad.items()}
+
+    @staticmethod
+    def _finite_per_member(tensors: list[Tensor | None]) -> list[bool]:
+        """Per member, whether every tensor's slice sums to a finite number (one sum per slice, one sync; as
+        ``Run.train_step``'s check)."""
+        sums = torch.stack([t.reshape(t.shape[0], -1).sum(1) for t in tensors if t is not None])
+        return sums.isfinite().all(0).tolist()
+
+    # --- the loop ------------------------------------------------------------------------------------
+    def run(self) -> list[str]:
+        with StopRequests() as stop:
+            return self._run(stop)
+
+    def _due_evaluation(self, run: Run) -> bool:
+        return run.evaluated_step < run.step and (run.due(int(self.config.eval.every))
+                                                  or run.due(int(self.config.variance.every)))
+
+    def _run(self, stop: StopRequests) -> list[str]:
+        steps = int(self.config.train.steps)
+        for run in self.runs:
+            run.resume()
+            run.write_status("running")
+        while True:
+            live = [k for k, s in enumerate(self.status) if s is None]
+            if not live:
+                break
+            level = min(self.runs[k].step for k in live)
+            group = tuple(k for k in live if self.runs[k].step == level)
+            for k in group:  # as the top of Run._run's loop, member by member
+                run = self.runs[k]
+                if run.evaluated_step < run.step:
+                    if self._due_evaluation(run):
+                        self.pull(k)
+                    if run.due(int(run.config.eval.every)):
+                        run.evaluate()
+                    if run.due(int(run.config.variance.every)):
+                        run.measure_variance()
+                    run.evaluated_step = run.step
+                if run.step == steps:
+                    self.pull(k, full=True)
+                    run.checkpoint("completed")
+                    self.status[k] = "completed"
+            if stop.requested:
+                for k in live:
+                    if self.status[k] is None:
+                        self.pull(k, full=True)
+                        self.runs[k].checkpoint("preempted", signal=stop.requested)
+                        self.status[k] = "preempted"
+                log.warning("stopped by %s after checkpointing %d runs; run again to resume", stop.requested,
+                            sum(s == "preempted" for s in self.status))
+                break
+            group = tuple(k for k in group if self.status[k] is None)
+            if not group:
+                continue
+            if level % int(self.config.checkpoint_every) == 0:
+                for k in group:
+                    self.pull(k, full=True)
+                    self.runs[k].checkpoint()
+            self._use(group)
+            start = time.perf_counter()
+            diverged = self.train_step()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            share = (time.perf_counter() - start) / len(group)  # the step's time, split among its members
+            for k in group:
+                run = self.runs[k]
+                if k in diverged:
+                    log.error("%s diverged: %s", run.out, diverged[k])
+                    run.write_tables()
+                    run.write_status("diverged", message=diverged[k])
+                    self.status[k] = "diverged"
+                else:
+                    run.train_seconds += share
+                    run.step += 1
+        return [s or "completed" for s in self.status]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+    return a == b
+
+
+def train_stacked(configs: list[RunConfig], outs: list[Path]) -> list[str]:
+    """Train the runs as one stack (``StackedRuns``); members already finished are not run again. Returns
+    each member's status."""
+    outs = [Path(o) for o in outs]
+    check_stackable(list(configs))
+    statuses: list[str | None] = []
+    for config, out in zip(configs, outs):
+        out.mkdir(parents=True, exist_ok=True)
+        statuses.append(finished(config, out))
+        if statuses[-1] is not None:
+            log.info("%s already finished (%s); nothing to do", out, statuses[-1])
+    todo = [i for i, s in enumerate(statuses) if s is None]
+    if todo:
+        results = StackedRuns([configs[i] for i in todo], [outs[i] for i in todo]).run()
+        for i, status in zip(todo, results):
+            statuses[i] = status
+    return statuses
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Train N runs of one cell (configs equal but for the seed) as one "
+                                             "batched model")
+    ap.add_argument("--config", action="append", default=[],
+                    help="run config, YAML or JSON, once per run (or once with --seeds; default: all defaults)")
+    ap.add_argument("--out", action="append", required=True,
+                    help="run folder, once per run (with --seeds: one pattern with {seed}, or one per seed)")
+    ap.add_argument("--seeds", type=int, nargs="+", help="the seeds of one config (one run each)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config entry of every run, e.g. --set train.steps=500 (repeatable)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.seeds:
+        if len(args.config) > 1:
+            ap.error("--seeds takes at most one --config")
+        path = args.config[0] if args.config else None
+        configs = [checked(ap, load_config, path, [*args.set, f"seed={seed}"]) for seed in args.seeds]
+        if len(args.out) == 1 and "{seed}" in args.out[0]:
+            outs = [Path(args.out[0].format(seed=seed)) for seed in args.seeds]
+        else:
+            outs = [Path(o) for o in args.out]
+    else:
+        configs = [checked(ap, load_config, path, args.set) for path in args.config]
+        outs = [Path(o) for o in args.out]
+    if len(configs) != len(outs):
+        ap.error(f"got {len(configs)} runs and {len(outs)} --out folders; give one per run")
+    with failures_as_one_line(ap):
+        try:
+            statuses = train_stacked(configs, outs)
+        except ValueError as err:  # refused: not stackable
+            ap.exit(2, f"error: {err}\n")
+    for out, status in zip(outs, statuses):
+        log.info("run %s: %s", out, status)
+    if "preempted" in statuses:
+        sys.exit(PREEMPTED_EXIT_CODE)
+
+
+if __name__ == "__main__":
+    main()
