@@ -163,7 +163,8 @@ def _where(row) -> str:
 
 def claim_samples(claim: pd.DataFrame) -> pd.Series:
     """Samples per estimate of every claim row (``n_samples`` for synthetic rows, ``samples`` for VAE ones)."""
-    return claim["n_samples"].fillna(claim["samples"]) if "samples" in claim else claim["n_samples"]
+    nan = pd.Series(math.nan, index=claim.index)
+    return claim.get("n_samples", nan).fillna(claim.get("samples", nan))
 
 
 def _order(row):

@@ -61,10 +61,25 @@ class VAERun:
     lr: float | None = None     # set for an entry with lr_grid: one run per learning rate
 
     @property
+    def estimator_folder(self) -> str:
+        return self.estimator_id if self.lr is None else f"{self.estimator_id}{LR_SUFFIX}{self.lr:g}"
+
+    @property
     def path(self) -> str:
-        folder = self.estimator_id if self.lr is None else f"{self.estimator_id}{LR_SUFFIX}{self.lr:g}"
-        return (f"vae/runs/{self.dataset}/{self.latent_id}/{folder}/s{self.n_samples}/"
+        return (f"vae/runs/{self.dataset}/{self.latent_id}/{self.estimator_folder}/s{self.n_samples}/"
                 f"{self.device}/seed{self.seed}")
+
+
+@dataclass(frozen=True)
+class StackedJob:
+    """The seeds of one training cell as one process (``vae.stack_seeds``; ``experiments.vae.stacked``)."""
+
+    runs: tuple[VAERun, ...]
+
+    @property
+    def folder(self) -> str:
+        """The runs' path without the seed: ``vae/runs/DATASET/LATENT/ESTIMATOR/sN/DEVICE``."""
+        return self.runs[0].path.rsplit("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,7 @@ class Plan:
     results: str                                    # results/<study>: every output of the study is below it
     synthetic_jobs: list[SyntheticJob] = field(default_factory=list)
     vae_runs: list[VAERun] = field(default_factory=list)
+    stacked_jobs: list[StackedJob] = field(default_factory=list)   # vae.stack_seeds: runs trained together
     shared_jobs: list[SharedCheckpointsJob] = field(default_factory=list)
     excluded: list[Exclusion] = field(default_factory=list)
     job_configs: dict[str, dict] = field(default_factory=dict)   # job path -> the config its job reads
@@ -119,6 +135,13 @@ class Plan:
 
     def outputs(self, jobs, *names: str) -> list[str]:
         return [f"{self.results}/{job.path}/{name}" for job in jobs for name in names]
+
+    def stacked_job(self, folder: str) -> StackedJob:
+        """The stacked job of the runs in ``folder`` (``StackedJob.folder``)."""
+        for job in self.stacked_jobs:
+            if job.folder == folder:
+                return job
+        raise KeyError(f"no stacked job trains the runs of {folder!r}")
 
     def host_of(self, dataset: str, latent_id: str, device: str, seed: int) -> VAERun:
         for job in self.shared_jobs:
@@ -262,7 +285,20 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
                             plan.vae_runs.append(run)
                             plan.job_configs[run.path] = run_config.as_dict(run_config.resolve(*layers, selecting))
     _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan, host_lr)
+    if vae.get("stack_seeds") and len(config["seeds"]) > 1:
+        _plan_stacks(specs, plan)
 
+
+def _plan_stacks(specs: dict, plan: Plan) -> None:
+    """Group the seeds of each cell whose estimator can be stacked (``Estimator.stackable``, no NVIL) into one
+    job; the others stay one job per run."""
+    cells: dict[tuple, list[VAERun]] = {}
+    for run in plan.vae_runs:
+        spec = specs[run.estimator_id]
+        if spec.build().stackable and not spec.nvil:
+            cells.setdefault((run.dataset, run.latent_id, run.estimator_id, run.n_samples, run.device, run.lr),
+                             []).append(run)
+    plan.stacked_jobs = [StackedJob(tuple(runs)) for runs in cells.values()]
 
 def _objective(settings: dict, own: dict):
     """The objective of a latent's runs (``vae.settings`` under the latent's own settings)."""

@@ -171,3 +171,13 @@ def test_variance_vs_k_leaves_out_round_off_and_says_so():
     lines = [line for ax in fig.axes for line in ax.get_lines() if len(line.get_ydata())]
     assert all(min(line.get_ydata()) > ROUND_OFF_VARIANCE or all(map(math.isnan, line.get_ydata()))
                for line in lines)
+
+
+def test_claim_summary_of_a_study_whose_claim_has_only_vae_rows_or_only_synthetic_ones():
+    base = {"family": "vae gaussian", "comparison": "c", "estimator_id": "reinforce", "comparator_id": "pathwise",
+            "variance_ratio": 300.0, "ci_low": 200.0, "ci_high": 400.0, "verdict": "yes", "n_seeds": 3, "reason": ""}
+    vae = pd.DataFrame([{**base, "source": "vae", "stage": "late", "samples": 1}])
+    assert agg.claim_summary(vae, 100)["samples"].tolist() == [1]
+    synthetic = pd.DataFrame([{**base, "source": "synthetic", "family": "dimension", "setting": '{"dim": 3}',
+                               "parameter": "loc", "n_samples": 2}])
+    assert agg.claim_summary(synthetic, 100)["samples"].tolist() == [2]

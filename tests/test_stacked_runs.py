@@ -17,6 +17,7 @@ they are bit-identical); an interrupted stacked job equals an uninterrupted one 
 """
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import subprocess
@@ -361,3 +362,60 @@ def test_refuses_configs_differing_beyond_the_seed(tmp_path):
         stacked.StackedRuns(configs, [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(ValueError, match="distinct out folders"):
         stacked.StackedRuns([_config("pathwise", 0), _config("pathwise", 1)], [tmp_path / "a", tmp_path / "a"])
+
+
+# --- the pipeline option (vae.stack_seeds) -------------------------------------------------------------
+
+STACK_STUDY = {
+    "study": "stack", "seeds": [0, 1], "devices": ["cpu"],
+    "synthetic": {"settings": {"n_samples": [2], "measurement": {"min_estimates": 200, "max_estimates": 400,
+                                                                 "timing_calls": 2, "warmup_calls": 2},
+                               "problems": {"dimension": {"dims": [2]}}},
+                  "estimators": {"pathwise": {"name": "pathwise"}}},
+    "vae": {"datasets": ["digits"], "n_samples": [2],
+            "settings": {"model": {"hidden": [16]}, "train": {"steps": 20, "batch_size": 20}, "checkpoint_every": 10,
+                         "eval": {"every": 10, "iwae_k": 2, "train_subset": 100},
+                         "variance": {"every": 10, "batch_size": 10, "min_estimates": 4, "max_estimates": 4,
+                                      "reference_gradient": {"n_samples": 4, "n_estimates": 4}}},
+            "latents": {"gaussian": {"family": "gaussian", "dim": 2},
+                        "bernoulli": {"family": "bernoulli", "dim": 3}},
+            "estimators": {"pathwise": {"name": "pathwise"}, "gumbel": {"name": "gumbel_softmax"},
+                           "reinforce_ma": {"name": "reinforce", "baseline": "moving_average"}},
+            "shared_checkpoints": {"trained_with": {"gaussian": "pathwise", "bernoulli": "gumbel"},
+                                   "n_samples": [2]}},
+}
+
+
+def _study(tmp: Path, stacked: bool) -> tuple[str, dict]:
+    import shutil
+
+    tmp.mkdir(parents=True)
+    for item in ("Snakefile", "workflow", "profiles"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp / item)
+    study = copy.deepcopy(STACK_STUDY)
+    study["vae"]["stack_seeds"] = stacked
+    (tmp / "study.yaml").write_text(json.dumps(study))
+    res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "study.yaml"], cwd=tmp,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    tables = {name: pd.read_csv(tmp / "results" / "stack" / "tables" / f"{name}.csv")
+              for name in ("vae_metrics", "vae_variance", "run_status")}
+    return res.stdout + res.stderr, tables
+
+
+def test_a_study_with_stacked_seeds_has_the_tables_of_one_without(tmp_path):
+    out_stacked, stacked = _study(tmp_path / "stacked", True)
+    out_single, single = _study(tmp_path / "single", False)
+    assert "rule vae_train_stacked:" in out_stacked and "rule vae_train_stacked:" not in out_single
+    assert "rule vae_train:" in out_stacked   # reinforce with a moving average adapts: one job per seed
+    timing = [c for t in stacked.values() for c in t.columns if "seconds" in c or "work" in c] + ["git_commit"]
+    keys = ["latent", "estimator_id", "seed", "step", "split"]
+    a, b = (t.drop(columns=timing, errors="ignore").sort_values(keys).reset_index(drop=True)
+            for t in (stacked["vae_metrics"], single["vae_metrics"]))
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-4)
+    keys = ["latent", "estimator_id", "protocol", "measured_n_samples", "seed", "step"]
+    a, b = (t.drop(columns=timing, errors="ignore").sort_values(keys).reset_index(drop=True)
+            for t in (stacked["vae_variance"], single["vae_variance"]))
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-4)
+    assert (stacked["run_status"]["status"] == "completed").all() and len(stacked["run_status"]) == 8

@@ -1,6 +1,7 @@
 # Helpers shared by the rules: the study config checked, the plan made once, and input functions.
 # Everything the sweep contains, and everything it leaves out and why, comes from experiments.plan.
 import json
+import re
 import os
 
 from experiments import study_config
@@ -70,6 +71,24 @@ SHARED_TABLES = PLAN.outputs(PLAN.shared_jobs, "variance.csv")
 def job_config_json(job):
     """The config a job reads, as canonical JSON (sorted keys), so it changes only when a value does."""
     return json.dumps(PLAN.job_config(job), indent=2, sort_keys=True)
+
+
+# vae.stack_seeds: the estimator folders whose runs train as stacked jobs, and the others (one job per run).
+# Stacking depends on the estimator entry only, so a folder is stacked in every cell or in none.
+STACKED_FOLDERS = sorted({run.estimator_folder for job in PLAN.stacked_jobs for run in job.runs})
+SINGLE_FOLDERS = sorted({run.estimator_folder for run in PLAN.vae_runs} - set(STACKED_FOLDERS))
+NOTHING = r"(?!x)x"  # a wildcard pattern that matches no folder
+
+
+def folders_pattern(folders):
+    return "|".join(re.escape(f) for f in folders) or NOTHING
+
+
+def stacked_runs(wildcards):
+    """The member runs' folders of a stacked job, in seed order."""
+    job = PLAN.stacked_job(f"vae/runs/{wildcards.dataset}/{wildcards.latent}/{wildcards.estimator}/"
+                           f"s{wildcards.samples}/{wildcards.device}")
+    return [f"{R}/{run.path}" for run in job.runs]
 
 
 def host_run_status(wildcards):
