@@ -26,7 +26,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from unittest import mock
 
@@ -40,8 +39,9 @@ from experiments import data as data_mod  # noqa: E402
 from experiments.vae.run_config import resolve  # noqa: E402
 from experiments.vae.stacked import StackedRuns  # noqa: E402
 from experiments.vae.train import Run  # noqa: E402
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py)
 
-BATCH, N_SAMPLES, WARMUP = 100, 4, 2
+BATCH, N_SAMPLES = 100, 4
 PATHWISE = {"name": "pathwise"}
 LOO = {"name": "reinforce", "baseline": "leave_one_out"}
 #: size -> (data set name, inputs, training points, {label: (config layer, estimator entry)})
@@ -92,34 +92,6 @@ def stacked_side(stack: StackedRuns):
     return step
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def window(step, seconds: float, device) -> float:
-    """Seconds per side step over a window of about ``seconds`` (at least one step)."""
-    _sync(device)
-    n, start = 0, time.perf_counter()
-    while True:
-        step()
-        n += 1
-        if time.perf_counter() - start >= seconds:
-            break
-    _sync(device)
-    return (time.perf_counter() - start) / n
-
-
-def interleaved(sides: dict, seconds: float, rounds: int, device) -> dict[str, list[float]]:
-    for step in sides.values():
-        for _ in range(WARMUP):
-            step()
-    times = {name: [] for name in sides}
-    order = list(sides)
-    for r in range(rounds):
-        for name in (order if r % 2 == 0 else reversed(order)):
-            times[name].append(window(sides[name], seconds, device))
-    return times
 
 
 HEADER = (f"  {'latent, estimator':34s} {'N':>2s} {'separate runs*steps/s':>30s} {'stacked runs*steps/s':>30s} "

@@ -40,7 +40,6 @@ import math
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from unittest import mock
 
@@ -57,9 +56,10 @@ from experiments.vae.model import VAE  # noqa: E402
 from experiments.vae.run_config import PRESETS, resolve  # noqa: E402
 from experiments.vae.objectives import ELBO_OBJECTIVE as OBJECTIVE  # noqa: E402
 from experiments.vae.train import Diverged, Run  # noqa: E402
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py)
 
 BATCH, N_SAMPLES, TARGET = 100, 4, 1.03
-WARMUP = 2  # untimed steps per side before the rounds
+
 
 #: Sizes: the data set a Run is configured with (its loader is replaced by random data of this shape), and
 #: the config layers of each latent (a preset of run_config.PRESETS, or the digits study's latents).
@@ -370,35 +370,6 @@ def storchastic_step(model: VAE, family: str, n: int, batches: Batches, lr: floa
 # --- timing ------------------------------------------------------------------------------------------
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def window(step, seconds: float, device) -> float:
-    """Seconds per step over a window of about ``seconds`` (at least one step)."""
-    _sync(device)
-    n, start = 0, time.perf_counter()
-    while True:
-        step()
-        n += 1
-        if time.perf_counter() - start >= seconds:
-            break
-    _sync(device)
-    return (time.perf_counter() - start) / n
-
-
-def interleaved(sides: dict, seconds: float, rounds: int, device) -> dict[str, list[float]]:
-    """Per-round seconds per step of every side; the order of the sides is reversed every other round."""
-    for step in sides.values():
-        for _ in range(WARMUP):
-            step()
-    times = {name: [] for name in sides}
-    order = list(sides)
-    for r in range(rounds):
-        for name in (order if r % 2 == 0 else reversed(order)):
-            times[name].append(window(sides[name], seconds, device))
-    return times
 
 
 def _ms(times: list[float] | None) -> str:
