@@ -113,3 +113,45 @@ def test_a_study_latent_on_the_bound_is_planned_with_vimco_and_tuples():
     assert measured["vimco"] == (1,) and measured["reinforce_loo"] == (2,)
     assert reasons[("bernoulli_iwae", "vimco", 2)].startswith("its 3 samples are one K-tuple of the bound")
     assert json.dumps(plan.job_config(job.path))  # the job's config is plain data
+
+
+def test_two_latents_with_one_label_stay_apart_in_the_tables(tmp_path):
+    """bernoulli(3) under the ELBO and under the IWAE bound: the tables name them apart, never merge them."""
+    import shutil
+    import subprocess
+    import sys
+
+    study = {
+        "study": "twolabels", "seeds": [0], "devices": ["cpu"],
+        "synthetic": {"settings": {"n_samples": [2], "measurement": {"min_estimates": 200, "max_estimates": 400,
+                                                                     "timing_calls": 2, "warmup_calls": 2},
+                                   "problems": {"dimension": {"dims": [2]}}},
+                      "estimators": {"pathwise": {"name": "pathwise"}}},
+        "vae": {"datasets": ["digits"], "n_samples": [1],
+                "settings": {"model": {"hidden": [16]}, "train": {"steps": 10, "batch_size": 20},
+                             "eval": {"every": 10, "iwae_k": 2, "train_subset": 100},
+                             "variance": {"every": 10, "batch_size": 10, "min_estimates": 4, "max_estimates": 4,
+                                          "reference_gradient": {"n_samples": 4, "n_estimates": 4}}},
+                "latents": {"bernoulli": {"family": "bernoulli", "dim": 3},
+                            "bernoulli_iwae": {"family": "bernoulli", "dim": 3,
+                                               "settings": {"objective": {"bound": "iwae", "k": 2}}}},
+                "estimators": {"gumbel": {"name": "gumbel_softmax"}, "vimco": {"name": "vimco"},
+                               "reinforce": {"name": "reinforce"}},
+                "shared_checkpoints": {"trained_with": {"bernoulli": "gumbel", "bernoulli_iwae": "vimco"},
+                                       "n_samples": [1]}},
+    }
+    for item in ("Snakefile", "workflow", "profiles"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    (tmp_path / "study.yaml").write_text(json.dumps(study))
+    res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "study.yaml"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    tables = tmp_path / "results" / "twolabels" / "tables"
+    variance = pd.read_csv(tables / "vae_variance.csv")
+    names = dict(zip(variance["latent_id"], variance["latent"]))
+    assert names == {"bernoulli": "bernoulli(3) bernoulli", "bernoulli_iwae": "bernoulli(3) bernoulli_iwae"}
+    shared = variance[variance["protocol"] == "shared_checkpoints"]
+    assert set(shared.loc[shared["estimator_id"] == "vimco", "latent_id"]) == {"bernoulli_iwae"}
+    elbo = pd.read_csv(tables / "elbo_table.csv")
+    assert len(elbo) == len(elbo.drop_duplicates(["latent", "estimator_id"])) == 5   # gumbel, reinforce x 2; vimco

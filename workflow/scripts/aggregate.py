@@ -1,5 +1,6 @@
 """Snakemake script: read every result CSV, aggregate with experiments.aggregate, write the tables."""
 import logging
+import os
 import sys
 
 import pandas as pd
@@ -16,10 +17,18 @@ logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s 
 log = logging.getLogger("aggregate")
 
 
-def read_all(paths, kind):
+def read_all(paths, kind, latents=None):
     """Every job's table of ``kind``, checked (``experiments.result_tables``): a table that is not what its
-    job wrote stops the aggregation with one line naming it, never a wrong verdict."""
-    frames = [f for f in (result_tables.read(p, kind) for p in paths) if not f.empty]
+    job wrote stops the aggregation with one line naming it, never a wrong verdict. ``latents``: the job
+    folder -> (latent id, the latent's name in the tables), set on each VAE table's rows."""
+    frames = []
+    for p in paths:
+        frame = result_tables.read(p, kind)
+        if latents is not None and not frame.empty:
+            latent_id, name = latents[os.path.dirname(p)]
+            frame = frame.assign(latent_id=latent_id, latent=name)
+        if not frame.empty:
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -35,12 +44,21 @@ plan = make_plan(sm.config, list(sm.params.devices))
 seeds = [int(s) for s in sm.config["seeds"]]
 threshold = float(sm.params.threshold)
 
+# A latent's name in the tables is its label (e.g. bernoulli(200)), unless two latents of the study share it
+# (the same space under two models, presets or objectives): then the label with the latent id, so that no
+# table or figure merges them.
+label_of = {latent_id: parse(LatentSpec, {k: v for k, v in entry.items() if k not in ("preset", "settings")}).label()
+            for latent_id, entry in sm.config["vae"]["latents"].items()}
+shared_labels = {label for label in label_of.values() if list(label_of.values()).count(label) > 1}
+name_of = {i: f"{label} {i}" if label in shared_labels else label for i, label in label_of.items()}
+latents = {**{f"{plan.results}/{run.path}": (run.latent_id, name_of[run.latent_id]) for run in plan.vae_runs},
+           **{f"{plan.results}/{job.path}": (job.host.latent_id, name_of[job.host.latent_id]) for job in plan.shared_jobs}}
 try:
     synth = read_all(sm.input.synthetic, "synthetic")
     skipped = read_all(sm.input.skipped, "skipped")
-    metrics = read_all(sm.input.metrics, "metrics")
-    own = read_all(sm.input.variance, "variance")
-    shared = read_all(sm.input.shared, "variance")
+    metrics = read_all(sm.input.metrics, "metrics", latents)
+    own = read_all(sm.input.variance, "variance", latents)
+    shared = read_all(sm.input.shared, "variance", latents)
     statuses = {run.path: result_tables.read_status(f"{plan.results}/{run.path}/status.json") for run in plan.vae_runs}
 except result_tables.InputError as err:
     log.error("%s", err)
@@ -53,7 +71,7 @@ status_rows = []
 for run in plan.vae_runs:
     config = plan.job_config(run.path)
     status = statuses[run.path]
-    label = parse(LatentSpec, config["latent"]).label()
+    label = name_of[run.latent_id]
     latent_ids[label] = run.latent_id
     status_rows.append({"run": f"{plan.results}/{run.path}", "dataset": run.dataset, "latent_id": run.latent_id,
                         "latent": label, "estimator_id": run.estimator_id, "n_samples": run.n_samples,
