@@ -241,7 +241,7 @@ class Run:
         if self.config.fault.nan_at_step == self.step:
             loss = loss * float("nan")
         if not torch.isfinite(loss):
-            raise Diverged(f"loss is {float(loss)} at step {self.step}")
+            raise Diverged(f"loss is {float(loss.detach())} at step {self.step}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
