@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +13,8 @@ from experiments import aggregate as agg
 from experiments import study_config
 from experiments.plan import make_plan
 from experiments.typed_config import ConfigError
+
+from studies import run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("GRADVAR_DATA") or ROOT.parent / "shared" / "data")
@@ -159,13 +158,7 @@ def test_studies_without_grids_select_everything():
 
 @needs_data
 def test_a_study_with_a_grid_selects_on_validation_and_reports_the_selected_runs_test_numbers(tmp_path):
-    for item in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / item
-        (subprocess.run(["cp", "-r", str(src), str(tmp_path / item)], check=True))
-    (tmp_path / "lrgrid.yaml").write_text(json.dumps(STUDY))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "lrgrid.yaml"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    run_study(tmp_path, STUDY)
     tables = tmp_path / "results" / "lrgrid" / "tables"
     selection = pd.read_csv(tables / "lr_selection.csv")
     assert sorted(selection["lr"]) == [1e-5, 1e-3] and selection["selected"].sum() == 1

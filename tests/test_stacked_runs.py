@@ -38,6 +38,8 @@ from experiments.vae import stacked
 from experiments.vae import train as vae_train
 from experiments.vae.run_config import resolve
 
+from studies import run_study
+
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ["seconds_per_step", "seconds_per_estimate", "work_normalized_variance", "eval_seconds",
           "git_commit"]  # provenance that can change between two jobs (a commit landing in between), not a result
@@ -387,21 +389,12 @@ STACK_STUDY = {
 
 
 def _study(tmp: Path, stacked: bool) -> tuple[str, dict]:
-    import shutil
-
-    tmp.mkdir(parents=True)
-    for item in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp / item)
     study = copy.deepcopy(STACK_STUDY)
     study["vae"]["stack_seeds"] = stacked
-    (tmp / "study.yaml").write_text(json.dumps(study))
-    res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "study.yaml"], cwd=tmp,
-                         capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    out = run_study(tmp, study)
     tables = {name: pd.read_csv(tmp / "results" / "stack" / "tables" / f"{name}.csv")
               for name in ("vae_metrics", "vae_variance", "run_status")}
-    return res.stdout + res.stderr, tables
+    return out, tables
 
 
 def test_a_study_with_stacked_seeds_has_the_tables_of_one_without(tmp_path):

@@ -20,6 +20,7 @@ from experiments.vae.latent import LatentSpec
 from experiments.vae.model import VAE
 from experiments.vae.run_config import ObjectiveSettings, ReferenceGradientSettings, resolve
 from experiments.vae.train import train
+from studies import run_study
 from stats import assert_mean_matches, max_z
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,10 +118,6 @@ def test_a_study_latent_on_the_bound_is_planned_with_vimco_and_tuples():
 
 def test_two_latents_with_one_label_stay_apart_in_the_tables(tmp_path):
     """bernoulli(3) under the ELBO and under the IWAE bound: the tables name them apart, never merge them."""
-    import shutil
-    import subprocess
-    import sys
-
     study = {
         "study": "twolabels", "seeds": [0], "devices": ["cpu"],
         "synthetic": {"settings": {"n_samples": [2], "measurement": {"min_estimates": 200, "max_estimates": 400,
@@ -140,13 +137,7 @@ def test_two_latents_with_one_label_stay_apart_in_the_tables(tmp_path):
                 "shared_checkpoints": {"trained_with": {"bernoulli": "gumbel", "bernoulli_iwae": "vimco"},
                                        "n_samples": [1]}},
     }
-    for item in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
-    (tmp_path / "study.yaml").write_text(json.dumps(study))
-    res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "study.yaml"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    run_study(tmp_path, study)
     tables = tmp_path / "results" / "twolabels" / "tables"
     variance = pd.read_csv(tables / "vae_variance.csv")
     names = dict(zip(variance["latent_id"], variance["latent"]))
