@@ -59,7 +59,7 @@ def _build(model: VAE, x: Tensor, objective, est, n_samples: int):
     def build(*_params):
         f, dist, _, exact_term = objectives.problem(model, x, model.posterior(x), est, n_samples, objective)
         return f, dist, exact_term
-    return build, objectives.problem(model, x[:1], model.posterior(x[:1]), est, n_samples, objective)[2]
+    return build, objectives.samples_per_call(est, n_samples, objective)
 
 
 def _build_replicated(model: VAE, x: Tensor, objective, est, n_samples: int):

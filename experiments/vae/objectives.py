@@ -29,6 +29,12 @@ def why_not(est, q: Distribution | type[Distribution], n_samples: int | None, ob
     return iwae.why_not(est, q, int(objective.k), n_samples)
 
 
+def samples_per_call(est, n_samples: int, objective) -> int:
+    """The ``n_samples`` ``est`` is called with: ``k`` for an estimator of the bound itself (one K-tuple),
+    else ``n_samples`` (samples, or K-tuples under the bound)."""
+    return int(objective.k) if objective.bound == "iwae" and est.capabilities.objective == "iwae" else n_samples
+
+
 def problem(model, x: Tensor, q: Distribution, est, n_samples: int, objective, log_likelihood=None):
     """``(f, dist, n_call, exact_term)``: what ``est`` is called with (``est(f, dist, n_call, ...)``) so that
     its surrogate plus ``exact_term`` estimates the minibatch objective. ``log_likelihood(x, z)``: the
@@ -36,12 +42,12 @@ def problem(model, x: Tensor, q: Distribution, est, n_samples: int, objective, l
     if objective.bound == "elbo":
         f, exact_term = model.objective(x, q, objective.kl, log_likelihood)
         return f, q, n_samples, exact_term
-    k = int(objective.k)
+    k, n_call = int(objective.k), samples_per_call(est, n_samples, objective)
     f = model.log_weight(x, q, log_likelihood)
     zero = x.new_zeros(())
     if est.capabilities.objective == "iwae":
-        return f, q, k, zero
-    return iwae.k_sample_bound(f, k, len(q.batch_shape)), iwae.k_tuples(q, k), n_samples, zero
+        return f, q, n_call, zero
+    return iwae.k_sample_bound(f, k, len(q.batch_shape)), iwae.k_tuples(q, k), n_call, zero
 
 
 def f_evaluations(est, q: Distribution, n_samples: int, objective) -> float:
@@ -52,4 +58,4 @@ def f_evaluations(est, q: Distribution, n_samples: int, objective) -> float:
     return float("nan") if count is None else float(count)
 
 
-__all__ = ["ELBO_OBJECTIVE", "f_evaluations", "problem", "why_not"]
+__all__ = ["ELBO_OBJECTIVE", "f_evaluations", "problem", "samples_per_call", "why_not"]
