@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from estimators import sampling
+
 log = logging.getLogger("gradvar.data")
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "binarized_mnist")
@@ -104,7 +106,7 @@ class Dataset:
         return self.train.shape[1]
 
     def binarize(self, batch: Tensor, generator: torch.Generator | None) -> Tensor:
-        return torch.bernoulli(batch, generator=generator) if self.dynamic else batch
+        return sampling.bernoulli(batch, generator) if self.dynamic else batch
 
 
 # --- verification ---------------------------------------------------------------------------------
