@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Uniform
+from torch.distributions import Bernoulli, Distribution, Normal, OneHotCategorical, Uniform
 
 from . import families
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
@@ -74,9 +74,51 @@ def leave_one_out_mean(values: Tensor) -> Tensor:
 def score_sq_norms(dist: Distribution, z: Tensor) -> Tensor:
     r"""Per-sample :math:`\lVert\nabla_\theta \log q_\theta(z_s)\rVert^2`, ``[S, *batch_shape]``.
 
-    :math:`\theta` are the tensors ``dist`` was built from (e.g. ``loc`` and ``scale``). Each parameter is
-    replicated along a new sample dimension so one backward pass yields every sample's score.
+    :math:`\theta` are the tensors ``dist`` was built from (e.g. ``loc`` and ``scale``). Where a closed form is
+    known (``closed_form_score_sq_norms``) it is used; otherwise each parameter is replicated along a new
+    sample dimension so one backward pass yields every sample's score (``autograd_score_sq_norms``).
     """
+    closed = closed_form_score_sq_norms(dist, z)
+    return closed if closed is not None else autograd_score_sq_norms(dist, z)
+
+
+def closed_form_score_sq_norms(dist: Distribution, z: Tensor) -> Tensor | None:
+    r"""``score_sq_norms`` without autograd, or ``None`` where no closed form applies here.
+
+    With every parameter of the full elementwise shape (no broadcasting, so each score entry belongs to one
+    coordinate), per coordinate, :math:`\epsilon = (z - \mu)/\sigma`:
+
+    - ``Normal(loc, scale)``: :math:`\partial_\mu \log q = \epsilon/\sigma`,
+      :math:`\partial_\sigma \log q = (\epsilon^2 - 1)/\sigma`, so the squares sum to
+      :math:`(\epsilon^2 + (\epsilon^2 - 1)^2)/\sigma^2`;
+    - ``Bernoulli(logits=l)``: :math:`\partial_l \log q = z - \sigma(l)`;
+    - ``OneHotCategorical(logits=l)``: :math:`\partial_{l_k} \log q = z_k - \mathrm{softmax}(l)_k`;
+
+    summed over the coordinates of an event (the dims after ``dist.batch_shape``). About one extra pass over
+    ``z`` instead of a ``log_prob`` and a backward on replicated parameters (benchmarks/bench_vae_step.py).
+    """
+    base, _ = families.unwrap(dist)
+    params = families.parameters(dist)
+    full = base.batch_shape + base.event_shape
+    if any(value.shape != full for value in params.values()):
+        return None
+    z = z.detach()
+    if type(base) is Normal and set(params) == {"loc", "scale"}:
+        loc, scale = base.loc.detach(), base.scale.detach()
+        eps2 = ((z - loc) / scale).pow(2)
+        per_coordinate = (eps2 + (eps2 - 1).pow(2)) / scale.pow(2)
+    elif type(base) is Bernoulli and set(params) == {"logits"}:
+        per_coordinate = (z - torch.sigmoid(base.logits.detach())).pow(2)
+    elif type(base) is OneHotCategorical and set(params) == {"logits"}:
+        per_coordinate = (z - torch.softmax(base.logits.detach(), -1)).pow(2)
+    else:
+        return None
+    return per_coordinate.reshape(*per_coordinate.shape[: 1 + len(dist.batch_shape)], -1).sum(-1)
+
+
+def autograd_score_sq_norms(dist: Distribution, z: Tensor) -> Tensor:
+    """``score_sq_norms`` for any distribution ``families.rebuild`` can rebuild, by one backward pass over its
+    parameters replicated along a new sample dimension."""
     n = z.shape[0]
     batch = tuple(dist.batch_shape)
     leaves = {}
