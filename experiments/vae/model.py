@@ -112,8 +112,8 @@ class VAE(nn.Module):
             return 0.5 * (base.loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
         if self.latent.family == "bernoulli":
             logits = base.logits
-            p = torch.sigmoid(logits)
-            neg_entropy = p * nn.functional.logsigmoid(logits) + (1.0 - p) * nn.functional.logsigmoid(-logits)
+            # p log sigmoid(l) + (1 - p) log sigmoid(-l) = p l - softplus(l): one transcendental pass, not three.
+            neg_entropy = torch.sigmoid(logits) * logits - nn.functional.softplus(logits)
             return neg_entropy.sum(-1) + logits.shape[-1] * math.log(2.0)
         log_p = base.logits.log_softmax(-1)
         return (log_p.exp() * log_p).sum((-2, -1)) + log_p.shape[-2] * math.log(log_p.shape[-1])
