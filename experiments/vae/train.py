@@ -262,7 +262,7 @@ class Run:
         gen = self._eval_gen("eval")
         bs = int(cfg.batch_size)
         subset = self.train_data[: int(cfg.train_subset)]
-        train_x = torch.bernoulli(subset, generator=gen) if self.data.dynamic else subset
+        train_x = self.data.binarize(subset, gen)
         rows = {"train": (train_x, False), "test": (self.test_data, True)}
         if cfg.validation:  # for learning-rate selection (plan: lr_grid); the data set has one (RunConfig.validate)
             rows["valid"] = (self.valid_data, False)
