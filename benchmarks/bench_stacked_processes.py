@@ -25,6 +25,7 @@ Not a test: it asserts nothing, it prints numbers.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -32,12 +33,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py)
+
+CPU = torch.device("cpu")  # the jobs run in their own processes: nothing to synchronize here
 N_SAMPLES, BATCH = 4, 100
 PATHWISE = {"id": "pathwise", "name": "pathwise"}
 LOO = {"id": "reinforce_loo", "name": "reinforce", "baseline": "leave_one_out"}
@@ -73,9 +80,9 @@ def _check(out: Path, proc: subprocess.CompletedProcess | subprocess.Popen, log:
         raise SystemExit(f"a benchmark run in {out} ended with exit code {proc.returncode}, status {status}:\n{tail}")
 
 
-def separate(config: Path, seeds: list[int], folder: Path, jobs: int) -> float:
-    """Wall seconds for one ``experiments.vae.train`` process per seed, at most ``jobs`` at once."""
-    start, pending, running = time.perf_counter(), list(seeds), []
+def separate(config: Path, seeds: list[int], folder: Path, jobs: int) -> None:
+    """One ``experiments.vae.train`` process per seed, at most ``jobs`` at once, to the end."""
+    pending, running = list(seeds), []
     while pending or running:
         while pending and len(running) < jobs:
             seed = pending.pop(0)
@@ -88,35 +95,34 @@ def separate(config: Path, seeds: list[int], folder: Path, jobs: int) -> float:
         proc, out, log = running.pop(0)
         proc.wait()
         _check(out, proc, log)
-    return time.perf_counter() - start
 
 
-def stacked(config: Path, seeds: list[int], folder: Path) -> float:
-    """Wall seconds for one ``experiments.vae.stacked`` process training every seed."""
+def stacked(config: Path, seeds: list[int], folder: Path) -> None:
+    """One ``experiments.vae.stacked`` process training every seed, to the end."""
     log = folder / "stacked.log"
-    start = time.perf_counter()
     with log.open("w") as handle:
         proc = subprocess.run([sys.executable, "-m", "experiments.vae.stacked", "--config", str(config),
                                "--seeds", *map(str, seeds), "--out", str(folder / "seed{seed}")],
                               cwd=ROOT, env=_env(), stdout=handle, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
     for seed in seeds:
         _check(folder / f"seed{seed}", proc, log)
-    return seconds
 
 
 def bench_cell(label: str, config: dict, n: int, steps: int, rounds: int, jobs: int, tmp: Path) -> None:
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    seeds = list(range(n))
-    times = {"separate": [], "stacked": []}
-    for r in range(rounds):
-        for side in (("separate", "stacked") if r % 2 == 0 else ("stacked", "separate")):
-            folder = tmp / f"{side}{r}"
-            folder.mkdir()
-            times[side].append(separate(path, seeds, folder, jobs) if side == "separate" else
-                               stacked(path, seeds, folder))
-            shutil.rmtree(folder)
+    seeds, rounds_done = list(range(n)), itertools.count()
+
+    def fresh(side: str) -> Path:  # runs resume from their folders: every call gets a new one
+        folder = tmp / f"{side}{next(rounds_done)}"
+        folder.mkdir()
+        return folder
+
+    sides = {"separate": lambda: separate(path, seeds, fresh("separate"), jobs),
+             "stacked": lambda: stacked(path, seeds, fresh("stacked"))}
+    # one call per side and round (window of 0 s), no warm-up: a call is a whole set of jobs
+    times = interleaved(sides, 0.0, rounds, CPU, warmup=0)
+    shutil.rmtree(tmp)
     ratios = [a / b for a, b in zip(times["separate"], times["stacked"])]
     sep, stk = statistics.median(times["separate"]), statistics.median(times["stacked"])
     print(f"  {label:34s} {n:2d} {sep:9.2f} {stk:9.2f} {n * steps / sep:10.1f} {n * steps / stk:10.1f}  "
@@ -143,11 +149,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.jobs < 1 or args.rounds < 1 or (args.steps is not None and args.steps < 1):
         ap.error("--jobs, --rounds and --steps must be >= 1")
-    if args.device == "cuda":
-        import torch  # only to refuse a missing GPU before any job starts
-
-        if not torch.cuda.is_available():
-            ap.error("--device cuda: no CUDA device is available")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is available")
     sizes = args.sizes or (["digits"] if args.quick else list(SIZES))
     run_counts = args.runs or ([2] if args.quick else [3, 8])
     rounds = 1 if args.quick else args.rounds
