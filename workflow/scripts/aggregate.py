@@ -1,6 +1,7 @@
 """Snakemake script: read every result CSV, aggregate with experiments.aggregate, write the tables."""
 import logging
 import os
+from collections import Counter
 import sys
 
 import pandas as pd
@@ -24,11 +25,12 @@ def read_all(paths, kind, latents=None):
     frames = []
     for p in paths:
         frame = result_tables.read(p, kind)
-        if latents is not None and not frame.empty:
+        if frame.empty:
+            continue
+        if latents is not None:
             latent_id, name = latents[os.path.dirname(p)]
             frame = frame.assign(latent_id=latent_id, latent=name)
-        if not frame.empty:
-            frames.append(frame)
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -49,7 +51,7 @@ threshold = float(sm.params.threshold)
 # table or figure merges them.
 label_of = {latent_id: parse(LatentSpec, {k: v for k, v in entry.items() if k not in ("preset", "settings")}).label()
             for latent_id, entry in sm.config["vae"]["latents"].items()}
-shared_labels = {label for label in label_of.values() if list(label_of.values()).count(label) > 1}
+shared_labels = {label for label, count in Counter(label_of.values()).items() if count > 1}
 name_of = {i: f"{label} {i}" if label in shared_labels else label for i, label in label_of.items()}
 latents = {**{f"{plan.results}/{run.path}": (run.latent_id, name_of[run.latent_id]) for run in plan.vae_runs},
            **{f"{plan.results}/{job.path}": (job.host.latent_id, name_of[job.host.latent_id]) for job in plan.shared_jobs}}
