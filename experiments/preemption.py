@@ -1,6 +1,13 @@
 """Stop requests: a long job that gets SIGTERM, SIGINT or SIGUSR1 finishes its current step instead of
 dying, so it can checkpoint and exit cleanly.
 
+Only a job's entry point (``python -m experiments.vae.train`` or ``...stacked``, as Snakemake or SLURM start
+them) takes the signals, with ``with StopRequests() as stop:`` around the run, and hands ``stop`` to it; a run
+called from other code (a test, a notebook) gets ``NO_STOP`` and leaves the caller's signals alone, so a
+Ctrl-C there stops the caller as usual (``KeyboardInterrupt``). After the checkpoint, ``exit_stopped`` ends
+the program: exit code 75 for a scheduler's signal (run it again to resume), death by SIGINT for SIGINT, so
+an interactive Ctrl-C still ends what the user started.
+
 SLURM sends SIGTERM to a preempted or timed-out job (and, with ``--signal=USR1@SECONDS``, SIGUSR1 that many
 seconds earlier), then SIGKILL after its grace time; Ctrl-C sends SIGINT. A second signal of the same kind
 while the first is being honoured acts as usual (the job ends at once), for a user who does not want to
@@ -11,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 
 log = logging.getLogger("gradvar.preemption")
@@ -49,3 +57,24 @@ class StopRequests:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class NoStopRequests:
+    """What a run called in-process gets: nothing is ever requested, no handler is installed."""
+
+    requested: str | None = None
+
+
+NO_STOP = NoStopRequests()
+
+
+def exit_stopped(requested: str) -> None:
+    """End a job that stopped on ``requested`` after its checkpoint: SIGINT (Ctrl-C) ends it as Ctrl-C ends a
+    program (killed by SIGINT, so a shell or Snakemake sees an interrupt, not a failure code), any other signal
+    with ``PREEMPTED_EXIT_CODE`` so that a scheduler runs it again."""
+    if requested == "SIGINT":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(PREEMPTED_EXIT_CODE)

@@ -5,6 +5,7 @@ identical results after recovery, or a one-line error with nothing finished lost
 |---|---|
 | SIGKILL at random steps (3 kills of one run) | test_sigkill_at_random_steps_resumes_identically |
 | SIGTERM / SIGUSR1 / SIGINT mid-run (preemption) | test_stop_signal_checkpoints_and_resumes_identically |
+| Ctrl-C while a test runs a training run in-process | test_ctrl_c_stops_a_test_run_in_the_middle_of_a_training_run |
 | truncated or bit-flipped checkpoint | test_damaged_checkpoint_is_set_aside_and_the_run_resumes_identically |
 | every checkpoint damaged | test_all_checkpoints_damaged_starts_afresh_identically |
 | damaged snapshot under the shared-checkpoints protocol | test_damaged_snapshot_fails_its_measurement_with_one_line |
@@ -144,9 +145,11 @@ def test_relax_run_killed_and_resumed_is_identical(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT], ids=lambda s: signal.Signals(s).name)
 def test_stop_signal_checkpoints_and_resumes_identically(straight, tmp_path, sig):
+    """A scheduler's signal ends the job with code 75 (run it again); Ctrl-C ends it as Ctrl-C does (by
+    SIGINT), after the same checkpoint."""
     out = tmp_path / "preempted"
     proc = _start_and_signal(out, 100, sig, delay=0.01)
-    assert proc.returncode == 75, proc.stderr_text[-2000:]
+    assert proc.returncode == (-signal.SIGINT if sig == signal.SIGINT else 75), proc.stderr_text[-2000:]
     status = _status(out)
     name = signal.Signals(sig).name
     assert status["status"] == "preempted" and status["signal"] == name and 100 <= status["step"] < STEPS
@@ -156,6 +159,40 @@ def test_stop_signal_checkpoints_and_resumes_identically(straight, tmp_path, sig
     assert f"received {name}" in proc.stderr_text
     _finish(out)
     _assert_same(straight, out)
+
+
+INNER_TESTS = """
+import os
+from pathlib import Path
+from experiments.vae import train as vae_train
+from experiments.vae.run_config import resolve
+
+def test_a_long_training_run():
+    settings = {**SETTINGS, "train": {"steps": 100_000}, "eval": {"every": 0}, "variance": {"every": 0}}
+    vae_train.train(resolve(settings), Path(os.environ["RUN_DIR"]))
+
+def test_after_it():
+    Path(os.environ["RUN_DIR"], "second_test_ran").touch()
+"""
+
+
+def test_ctrl_c_stops_a_test_run_in_the_middle_of_a_training_run(tmp_path):
+    """One SIGINT to a pytest process whose test is training a run in-process ends the whole test run
+    (pytest's 'interrupted' exit, no further test), not just that test."""
+    (tmp_path / "test_inner.py").write_text(f"SETTINGS = {SETTINGS!r}\n" + INNER_TESTS)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                             str(tmp_path / "test_inner.py")], cwd=tmp_path, env={**os.environ, "RUN_DIR": str(run_dir)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while _status(run_dir)["step"] < 20 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the inner test run ended before the signal"
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-2000:]
+    assert "KeyboardInterrupt" in out and not (run_dir / "second_test_ran").exists(), out[-2000:]
+    assert _status(run_dir)["status"] == "running"  # no handler of the run's took the signal
 
 
 # --- damaged checkpoints ------------------------------------------------------------------------------

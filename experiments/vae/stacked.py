@@ -50,7 +50,6 @@ import argparse
 import copy
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -62,7 +61,7 @@ from torch.nn import functional as F
 from estimators.sampling import GeneratorStack
 
 from ..cli import checked, failures_as_one_line
-from ..preemption import PREEMPTED_EXIT_CODE, StopRequests
+from ..preemption import NO_STOP, StopRequests, exit_stopped
 from . import objectives
 from .run_config import RunConfig, as_dict
 from .train import OPTIMIZERS, Run, finished, load_config
@@ -320,15 +319,15 @@ class StackedRuns:
         return sums.isfinite().all(0).tolist()
 
     # --- the loop ------------------------------------------------------------------------------------
-    def run(self) -> list[str]:
-        with StopRequests() as stop:
-            return self._run(stop)
+    def run(self, stop=NO_STOP) -> list[str]:
+        """Train every member to the end; ``stop`` as in ``Run.run``."""
+        return self._run(stop)
 
     def _due_evaluation(self, run: Run) -> bool:
         return run.evaluated_step < run.step and (run.due(int(self.config.eval.every))
                                                   or run.due(int(self.config.variance.every)))
 
-    def _run(self, stop: StopRequests) -> list[str]:
+    def _run(self, stop) -> list[str]:
         steps = int(self.config.train.steps)
         for run in self.runs:
             run.resume()
@@ -394,7 +393,7 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def train_stacked(configs: list[RunConfig], outs: list[Path]) -> list[str]:
+def train_stacked(configs: list[RunConfig], outs: list[Path], stop=NO_STOP) -> list[str]:
     """Train the runs as one stack (``StackedRuns``); members already finished are not run again. Returns
     each member's status."""
     outs = [Path(o) for o in outs]
@@ -407,7 +406,7 @@ def train_stacked(configs: list[RunConfig], outs: list[Path]) -> list[str]:
             log.info("%s already finished (%s); nothing to do", out, statuses[-1])
     todo = [i for i, s in enumerate(statuses) if s is None]
     if todo:
-        results = StackedRuns([configs[i] for i in todo], [outs[i] for i in todo]).run()
+        results = StackedRuns([configs[i] for i in todo], [outs[i] for i in todo]).run(stop)
         for i, status in zip(todo, results):
             statuses[i] = status
     return statuses
@@ -439,15 +438,15 @@ def main(argv=None) -> None:
         outs = [Path(o) for o in args.out]
     if len(configs) != len(outs):
         ap.error(f"got {len(configs)} runs and {len(outs)} --out folders; give one per run")
-    with failures_as_one_line(ap):
+    with failures_as_one_line(ap), StopRequests() as stop:
         try:
-            statuses = train_stacked(configs, outs)
+            statuses = train_stacked(configs, outs, stop)
         except ValueError as err:  # refused: not stackable
             ap.exit(2, f"error: {err}\n")
     for out, status in zip(outs, statuses):
         log.info("run %s: %s", out, status)
     if "preempted" in statuses:
-        sys.exit(PREEMPTED_EXIT_CODE)
+        exit_stopped(stop.requested)
 
 
 if __name__ == "__main__":

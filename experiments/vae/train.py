@@ -41,7 +41,6 @@ import shutil
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -56,7 +55,7 @@ from ..cli import checked, failures_as_one_line, job_arguments
 from ..devices import device_name, resolve_device
 from .. import result_tables
 from ..io import atomic_write_text
-from ..preemption import PREEMPTED_EXIT_CODE, StopRequests
+from ..preemption import NO_STOP, StopRequests, exit_stopped
 from ..provenance import provenance
 from ..seeds import cell_seed
 from ..typed_config import ConfigError, load_yaml
@@ -311,11 +310,9 @@ class Run:
     def due(self, every: int) -> bool:
         return every > 0 and (self.step % every == 0 or self.step == int(self.config.train.steps))
 
-    def run(self) -> str:
-        with StopRequests() as stop:
-            return self._run(stop)
-
-    def _run(self, stop: StopRequests) -> str:
+    def run(self, stop=NO_STOP) -> str:
+        """Train to the end; ``stop`` (``experiments.preemption``): a stop request ends the run after a
+        checkpoint, as ``preempted``. Only a job's entry point passes one that takes signals."""
         steps = int(self.config.train.steps)
         self.resume()
         self.write_status("running")
@@ -370,12 +367,12 @@ def finished(config: RunConfig, out: Path) -> str | None:
     return None
 
 
-def train(config: RunConfig, out: Path) -> str:
+def train(config: RunConfig, out: Path, stop=NO_STOP) -> str:
     status = finished(config, out)
     if status is not None:
         log.info("%s already finished (%s); nothing to do", out, status)
         return status
-    return Run(config, out).run()
+    return Run(config, out).run(stop)
 
 
 def main(argv=None) -> None:
@@ -387,11 +384,11 @@ def main(argv=None) -> None:
                                    help="override a config entry, e.g. --set train.steps=500 (repeatable)"),
         config_required=False)
     config = checked(ap, load_config, args.config, args.set)
-    with failures_as_one_line(ap):
-        status = train(config, Path(args.out))
+    with failures_as_one_line(ap), StopRequests() as stop:
+        status = train(config, Path(args.out), stop)
     log.info("run %s: %s", args.out, status)
     if status == "preempted":
-        sys.exit(PREEMPTED_EXIT_CODE)
+        exit_stopped(stop.requested)
 
 
 if __name__ == "__main__":
