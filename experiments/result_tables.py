@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io import atomic_write_text, write_csv_atomic
+from .provenance import TEXT_DTYPES
 
 
 class InputError(ValueError):
@@ -101,7 +102,7 @@ def check(data: bytes, path: Path, spec: Kind) -> pd.DataFrame:
     if not data.endswith(b"\n"):
         raise InputError(f"{path}: the last line has no line end: the file was cut short")
     try:
-        frame = pd.read_csv(io.BytesIO(data))
+        frame = pd.read_csv(io.BytesIO(data), dtype=TEXT_DTYPES)
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         first = str(err).strip().splitlines()[0]
         raise InputError(f"{path}: not a well-formed CSV: {first}") from err

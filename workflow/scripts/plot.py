@@ -4,6 +4,7 @@ import logging
 import pandas as pd
 
 from experiments.plots import FIGURE_TABLES, FIGURES
+from experiments.provenance import TEXT_DTYPES
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
@@ -11,7 +12,7 @@ logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s 
 
 def read(path):
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype=TEXT_DTYPES)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
 

@@ -5,12 +5,13 @@ import logging
 import pandas as pd
 
 from experiments.io import atomic_write_text
+from experiments.provenance import TEXT_DTYPES
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 MAX_ROWS = 2000  # the raw tables can be long; the CSV next to the HTML has every row
 
-frame = pd.read_csv(sm.input.table)
+frame = pd.read_csv(sm.input.table, dtype=TEXT_DTYPES)
 shown = frame.head(MAX_ROWS)
 note = f"<p>First {MAX_ROWS} of {len(frame)} rows; the CSV has all of them.</p>" if len(frame) > MAX_ROWS else ""
 style = ("<style>table{border-collapse:collapse;font:12px sans-serif}td,th{border:1px solid #ccc;"
