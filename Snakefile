@@ -7,9 +7,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The default study unless another config is given (--configfile replaces it rather than merging into it,
-# so a study's estimator and latent lists are exactly its own).
-if not config:
+# The default study unless a config file is given (--configfile replaces it rather than merging into it,
+# so a study's estimator and latent lists are exactly its own); --config KEY=VALUE layers onto either.
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
 

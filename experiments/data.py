@@ -184,6 +184,22 @@ def check_present(dataset: str, data_dir: str | os.PathLike | None = None) -> No
         _local_file(data_dir, dataset, remote)
 
 
+def cache_folder(dataset: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where downloaded files of ``dataset`` are kept: ``cache_dir``, ``GRADVAR_CACHE`` or ``~/.cache/gradvar``."""
+    return Path(cache_dir or os.environ.get("GRADVAR_CACHE") or Path.home() / ".cache" / "gradvar") / dataset
+
+
+def to_download(dataset: str, data_dir: str | os.PathLike | None = None,
+                cache_dir: str | os.PathLike | None = None) -> list[RemoteFile]:
+    """The files of ``dataset`` that ``fetch`` would download: those neither in a data folder nor in the cache
+    (none for an embedded data set; with a data folder, ``check_present`` says what it lacks)."""
+    data_dir = data_dir if data_dir is not None else os.environ.get("GRADVAR_DATA")
+    if dataset not in REMOTE_FILES or data_dir is not None:
+        return []
+    cache = cache_folder(dataset, cache_dir)
+    return [remote for remote in REMOTE_FILES[dataset].values() if not (cache / remote.name).exists()]
+
+
 def fetch(dataset: str, data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
           download: bool = True) -> dict[str, Path]:
     """Verified local paths of every file of ``dataset`` (see the module docstring for where from)."""
@@ -195,8 +211,7 @@ def fetch(dataset: str, data_dir: str | os.PathLike | None = None, cache_dir: st
         if data_dir is not None:
             paths[name] = verify(_local_file(data_dir, dataset, remote), remote)
             continue
-        cache = Path(cache_dir or os.environ.get("GRADVAR_CACHE") or Path.home() / ".cache" / "gradvar") / dataset
-        target = cache / remote.name
+        target = cache_folder(dataset, cache_dir) / remote.name
         if target.exists():
             paths[name] = verify(target, remote)
         elif download:

@@ -18,8 +18,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .typed_config import ConfigError, suggestion
+from .typed_config import ConfigError, load_yaml, suggestion
 
+#: results/snapshots/ holds the committed snapshots (``experiments.snapshot.SNAPSHOTS``), not a study's output.
+RESERVED_STUDY = "snapshots"
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -62,6 +64,21 @@ def _fill_defaults(node, sch: dict) -> None:
             _fill_defaults(node[key], sub)
 
 
+def typed(values):
+    """Values given with ``snakemake --config KEY=VALUE``, typed as YAML types them: Snakemake reads nested
+    values as text (``seeds=[0]`` gives ``['0']``), so each text leaf is read again as YAML (``[0]``)."""
+    if isinstance(values, dict):
+        return {key: typed(value) for key, value in values.items()}
+    if isinstance(values, (list, tuple)):
+        return [typed(value) for value in values]
+    if isinstance(values, str):
+        try:
+            return load_yaml(values)
+        except yaml.YAMLError:
+            return values
+    return values
+
+
 def check(config: dict) -> dict:
     """``config`` with defaults filled in; a ``ConfigError`` with one line for the first problem found."""
     if not isinstance(config, dict) or not config:
@@ -72,6 +89,9 @@ def check(config: dict) -> dict:
         # The deepest error is the most specific (an unknown key inside an entry, not "the entry is invalid").
         error = max(errors, key=lambda e: (len(e.absolute_path), e.validator == "additionalProperties"))
         raise ConfigError(_message(error))
+    if config["study"] == RESERVED_STUDY:
+        raise ConfigError(f"study: {RESERVED_STUDY!r} is reserved: results/{RESERVED_STUDY}/ holds the committed "
+                          f"snapshots of studies (experiments/snapshot.py); choose another name")
     out = copy.deepcopy(config)
     _fill_defaults(out, schema())
     return out

@@ -3,6 +3,9 @@
 import json
 import re
 import os
+import sys
+
+import snakemake.utils
 
 from experiments import study_config
 from experiments.plan import LR_SUFFIX_PATTERN, make_plan
@@ -41,12 +44,19 @@ def select_devices(cfg):
     kept = [d for d in devices if d not in missing]
     if not kept:
         raise ConfigError(f"devices: none of {devices} is available here")
+    if missing:
+        print(f"devices: left out {', '.join(missing)} (not on this machine; drop_unavailable_devices is set)",
+              file=sys.stderr)
     return kept
 
 
+# --config KEY=VALUE over the study config, typed as YAML types it (Snakemake reads nested values as text).
+snakemake.utils.update_config(config, study_config.typed(dict(workflow.config_settings.config)))
 try:
     config.update(study_config.check(config))
     PLAN = make_plan(config, select_devices(config))
+    for notice in PLAN.downloads.values():
+        print(notice, file=sys.stderr)
 except ConfigError as err:
     # One line, not a traceback: the message names the key path and what is valid.
     raise SystemExit(f"config error: {err}") from None
@@ -66,6 +76,11 @@ VAE_METRICS = PLAN.outputs(PLAN.vae_runs, "metrics.csv")
 VAE_VARIANCE = PLAN.outputs(PLAN.vae_runs, "variance.csv")
 VAE_STATUS = PLAN.outputs(PLAN.vae_runs, "status.json")
 SHARED_TABLES = PLAN.outputs(PLAN.shared_jobs, "variance.csv")
+
+
+def canonical_json(value):
+    """``value`` as JSON with sorted keys: a rule parameter that changes only when the value does."""
+    return json.dumps(value, sort_keys=True)
 
 
 def job_config_json(job):
