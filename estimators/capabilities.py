@@ -30,6 +30,21 @@ OBJECTIVES = {
 }
 
 
+#: The kinds of gradient estimator (``Capabilities.role``); a declared comparison can name a role instead of
+#: listing estimators (``claim.comparisons``: ``role:score_function``), so an estimator that declares its
+#: role joins the comparisons made for that role.
+ROLES = {
+    "pathwise": "the gradient of f along the sampling path z = h_phi(eps) (reparameterization)",
+    "score_function": "the learning signal f(z), less a baseline at most, times the score grad log q(z) "
+                      "(REINFORCE and its baselines, VIMCO)",
+    "control_variate": "the score-function estimator with a control variate built from f itself (ARM, DisARM, "
+                       "MuProp, REBAR, RELAX, the delta method)",
+    "relaxation": "the gradient of f at a relaxed or straight-through sample (biased)",
+    "measure_valued": "differences of f under coupled distributions (weak derivatives)",
+    "exact": "the gradient by enumeration of the support",
+}
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """Declared facts about an estimator.
@@ -62,6 +77,8 @@ class Capabilities:
         ``sampling.draw``/``uniform``/``exponential`` and every batch element is estimated on its own. An
         instance that adapts across calls (``Estimator.adapts``) is not, whatever this says
         (``Estimator.stackable``).
+    role: what kind of estimator it is, a key of ``ROLES`` (``None``: undeclared; such an estimator enters
+        only the comparisons that name it or its id).
     """
 
     unbiased: bool
@@ -77,6 +94,7 @@ class Capabilities:
     differentiable_f: bool = False
     objective: str = "expectation"
     stackable: bool = False
+    role: str | None = None
 
     def __post_init__(self):
         unknown = sorted(set(self.requires) - set(REQUIREMENTS))
@@ -84,6 +102,8 @@ class Capabilities:
             raise ValueError(f"unknown requirement(s) {unknown}; valid: {', '.join(REQUIREMENTS)}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
+        if self.role is not None and self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r}; valid: {', '.join(ROLES)}")
 
     def why_not(self, target: Distribution | type[Distribution]) -> str | None:
         """``None`` if the family of ``target`` (an instance or a class) is admitted, else the reason."""

@@ -90,7 +90,7 @@ def enumerate_support(dist: Distribution) -> tuple[Tensor, Tensor]:
 class Exact(Estimator):
     name = "exact"
     # Only the families whose support this module enumerates, although torch can enumerate more.
-    capabilities = Capabilities(unbiased=True, families=ENUMERABLE, requires=("has_enumerate_support",),
+    capabilities = Capabilities(role="exact", unbiased=True, families=ENUMERABLE, requires=("has_enumerate_support",),
                                 evaluations_per_sample=None, limits="a support of at most max_support points")
 
     def __init__(self, max_support: int = 2**16):

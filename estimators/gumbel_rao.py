@@ -70,7 +70,7 @@ def conditional_gumbel(logits: Tensor, hard: Tensor, k: int, generator) -> Tenso
 @register
 class GumbelRao(Estimator):
     name = "gumbel_rao"
-    capabilities = Capabilities(unbiased=False, families=HARD_FAMILIES, evaluations_per_sample=1,
+    capabilities = Capabilities(role="relaxation", unbiased=False, families=HARD_FAMILIES, evaluations_per_sample=1,
                                 differentiable_f=True, stackable=True)
 
     def __init__(self, temperature: float = 1.0, k: int = 10):

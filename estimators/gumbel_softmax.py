@@ -62,7 +62,7 @@ def harden(y: Tensor, dist: Distribution) -> Tensor:
 
 
 class _Relaxation(Estimator):
-    capabilities = Capabilities(unbiased=False, families=HARD_FAMILIES, stackable=True)
+    capabilities = Capabilities(role="relaxation", unbiased=False, families=HARD_FAMILIES, stackable=True)
     hard_forward = False
 
     def __init__(self, temperature: float = 1.0, anneal_rate: float = 0.0, min_temperature: float = 0.0):

@@ -64,7 +64,7 @@ MAX_BLOCK_ELEMENTS = 1 << 24
 @register
 class MeasureValued(Estimator):
     name = "measure_valued"
-    capabilities = Capabilities(unbiased=True, families=(Normal,), evaluations_per_sample=1,
+    capabilities = Capabilities(role="measure_valued", unbiased=True, families=(Normal,), evaluations_per_sample=1,
                                 evaluations_per_coordinate=3, differentiable_f=False,
                                 limits="events of at most max_coordinates coordinates")
 

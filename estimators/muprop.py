@@ -44,7 +44,7 @@ from .sampling import draw
 @register
 class MuProp(Estimator):
     name = "muprop"
-    capabilities = Capabilities(unbiased=True, families=(Bernoulli, OneHotCategorical), evaluations_per_sample=1,
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli, OneHotCategorical), evaluations_per_sample=1,
                                 evaluations_per_call=1, differentiable_f=True, stackable=True)
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:

@@ -28,7 +28,7 @@ class Pathwise(Estimator):
     name = "pathwise"
     # has_rsample: Normal, MultivariateNormal, LogNormal, Laplace, Uniform, Exponential, Gamma, Beta,
     # Dirichlet, the relaxed distributions, ...
-    capabilities = Capabilities(unbiased=True, requires=("has_rsample",), stackable=True)
+    capabilities = Capabilities(role="pathwise", unbiased=True, requires=("has_rsample",), stackable=True)
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         z = draw(dist, n_samples, generator, reparameterized=True)  # gradient flows along the sampling path

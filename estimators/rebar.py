@@ -123,7 +123,7 @@ def not_differentiable(name: str) -> ValueError:
 class _TrainedControlVariate(Estimator):
     """REBAR's machinery; RELAX adds a learned network to the control variate (``_extra_cv``)."""
 
-    capabilities = Capabilities(unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
     #: Tests only: a wrong variant without the d z_tilde / d theta path.
     _detach_conditional = False
 
@@ -236,4 +236,4 @@ class _TrainedControlVariate(Estimator):
 @register
 class Rebar(_TrainedControlVariate):
     name = "rebar"
-    capabilities = Capabilities(unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)

@@ -145,7 +145,7 @@ class Reinforce(Estimator):
     # The score identity needs a support that does not move with the parameters: for U(a, b) the gradient
     # has boundary terms (f(b) and f(a)) that no score-function estimate contains, so it would be biased.
     # stackable unless baseline="moving_average" (Estimator.adapts).
-    capabilities = Capabilities(unbiased=True, requires=("sample",), excludes=(Uniform,),
+    capabilities = Capabilities(role="score_function", unbiased=True, requires=("sample",), excludes=(Uniform,),
                                 exclude_reason="its support depends on its parameters", stackable=True)
 
     def __init__(self, baseline: str = "none", decay: float = 0.99):

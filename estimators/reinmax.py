@@ -64,7 +64,7 @@ def reinmax_relaxation(hard: Tensor, logits: Tensor, temperature: float) -> Tens
 @register
 class ReinMax(Estimator):
     name = "reinmax"
-    capabilities = Capabilities(unbiased=False, families=HARD_FAMILIES, evaluations_per_sample=1,
+    capabilities = Capabilities(role="relaxation", unbiased=False, families=HARD_FAMILIES, evaluations_per_sample=1,
                                 differentiable_f=True, stackable=True)
 
     def __init__(self, temperature: float = 1.0):

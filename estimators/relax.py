@@ -54,7 +54,7 @@ DEFAULT_INIT_SEED = 0
 @register
 class Relax(_TrainedControlVariate):
     name = "relax"
-    capabilities = Capabilities(unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float = 1e-3, hidden: int = 32):
         super().__init__(temperature=temperature, eta=eta, lr=lr)

@@ -29,7 +29,7 @@ HARD_FAMILIES = (Bernoulli, OneHotCategorical)
 @register
 class StraightThrough(Estimator):
     name = "straight_through"
-    capabilities = Capabilities(unbiased=False, families=HARD_FAMILIES, stackable=True)
+    capabilities = Capabilities(role="relaxation", unbiased=False, families=HARD_FAMILIES, stackable=True)
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         hard = draw(dist, n_samples, generator, reparameterized=False)

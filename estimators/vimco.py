@@ -58,7 +58,7 @@ def leave_one_out_bounds(fz: Tensor) -> Tensor:
 @register
 class Vimco(Estimator):
     name = "vimco"
-    capabilities = Capabilities(unbiased=True, requires=("sample",), excludes=(Uniform,),
+    capabilities = Capabilities(role="score_function", unbiased=True, requires=("sample",), excludes=(Uniform,),
                                 exclude_reason="its support depends on its parameters", min_samples=2,
                                 objective="iwae", stackable=True)
 

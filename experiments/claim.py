@@ -1,10 +1,12 @@
 r"""The verdict on the variance claim: declared comparisons, intervals over seeds, and fair pairings.
 
 A *comparison* is declared in the study config before anything is measured (``claim.comparisons``): a
-numerator and a denominator, each a list of estimator names or ids. Its rows are every (setting,
-numerator id, denominator id) of the study where both apply; the default comparisons are the claim
-itself (each REINFORCE variant over pathwise, in every continuous setting) and its discrete analogue
-(each REINFORCE variant over each relaxation). Nothing is chosen on the data it is judged with.
+numerator and a denominator, each a list of estimator names, ids or roles (``role:score_function``: every
+estimator whose ``Capabilities.role`` it is, ``estimators.capabilities.ROLES``). Its rows are every
+(setting, numerator id, denominator id) of the study where both apply; the default comparisons are the
+claim itself (every score-function estimator over pathwise, in every continuous setting) and its discrete
+analogue (every score-function estimator over each relaxation). Nothing is chosen on the data it is judged
+with.
 
 Only fair pairings decide: synthetic cells (the same problem and parameters) and the
 ``shared_checkpoints`` protocol (the same network). Measurements along each estimator's own training run
@@ -96,8 +98,28 @@ class Comparison:
     def pairs(self, estimators: dict[str, str]) -> list[tuple[str, str]]:
         """(numerator id, denominator id) among ``estimators`` (id -> registered name), in config order."""
         def chosen(side):
-            return [i for i, name in estimators.items() if i in side or name in side]
+            return [i for i, name in estimators.items() if i in side or name in side or role_item(name) in side]
         return [(n, d) for n in chosen(self.numerator) for d in chosen(self.denominator) if n != d]
+
+    def unknown_items(self, ids) -> list[str]:
+        """The items of either side that are no id of ``ids``, no registered estimator and no role."""
+        import estimators as estimator_registry  # here: the tables' readers (plots) need no torch
+        from estimators.capabilities import ROLES
+
+        valid = set(ids) | set(estimator_registry.available()) | {ROLE_PREFIX + r for r in ROLES}
+        return [item for item in (*self.numerator, *self.denominator) if item not in valid]
+
+
+#: A comparison's side names a role as ``role:NAME`` (``estimators.capabilities.ROLES``).
+ROLE_PREFIX = "role:"
+
+
+def role_item(name: str) -> str | None:
+    """``role:ROLE`` for the registered estimator ``name``, or ``None`` where it declares no role."""
+    import estimators as estimator_registry
+
+    role = estimator_registry.estimator_class(name).capabilities.role
+    return None if role is None else ROLE_PREFIX + role
 
 
 def per_seed(frame: pd.DataFrame, value: str, se: str | None = None) -> pd.DataFrame:

@@ -22,8 +22,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from estimators.capabilities import ROLES
+
 from . import data
-from .claim import Comparison, training_stage
+from .claim import ROLE_PREFIX, Comparison, training_stage
 from .estimator_spec import EstimatorSpec
 from .synthetic import iter_problems, measured_form
 from .synthetic import parse_settings as parse_synthetic_settings
@@ -127,6 +129,8 @@ class Plan:
     #: The claim's rows, declared before anything is measured: (source, setting..., comparison,
     #: estimator_id, comparator_id) for every setting where both estimators of a declared pair apply.
     claim_rows: list[dict] = field(default_factory=list)
+    #: Data set -> a one-line notice: files the study's jobs will download (neither local nor cached).
+    downloads: dict[str, str] = field(default_factory=dict)
 
     def job_config(self, path: str) -> dict:
         if path not in self.job_configs:
@@ -214,6 +218,12 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
             data.check_present(dataset, vae.get("data_dir"))
         except data.DataError as err:
             raise ConfigError(f"vae.data_dir: {err}") from None
+        missing = data.to_download(dataset, vae.get("data_dir"))
+        if missing:
+            plan.downloads[dataset] = (
+                f"data: {dataset}: {len(missing)} file(s) ({', '.join(r.name for r in missing)}) are neither in a "
+                f"data folder (vae.data_dir, GRADVAR_DATA) nor in the cache {data.cache_folder(dataset)}; the "
+                f"first job that reads them downloads them from {missing[0].urls[0].rsplit('/', 1)[0]}/")
     for spec in specs.values():
         no_validation = [d for d in vae["datasets"] if d not in data.WITH_VALIDATION]
         if spec.lr_grid is not None and no_validation:
@@ -364,6 +374,12 @@ def declare_claim(config: dict, plan: Plan) -> None:
     """The claim's rows, from the declared comparisons and what applies where (``Estimator.why_not``)."""
     comparisons = [Comparison.from_config(c) for c in config["claim"]["comparisons"]]
     syn_entries, _ = _entries(config, "synthetic")
+    ids = set(syn_entries) | set(_entries(config, "vae")[0])
+    for k, comparison in enumerate(comparisons):
+        for item in comparison.unknown_items(ids):
+            choices = sorted(ids | {ROLE_PREFIX + r for r in ROLES})
+            raise ConfigError(f"claim.comparisons[{k}] ({comparison.id}): {item!r} is no estimator id, registered "
+                              f"estimator or role{suggestion(item, choices)}; ids and roles: {', '.join(choices)}")
     syn_names = {i: e["name"] for i, e in syn_entries.items()}
     syn_estimators = {i: EstimatorSpec.from_config(i, e, allow_nvil=False, allow_latents=False).build()
                       for i, e in syn_entries.items()}

@@ -30,7 +30,10 @@ rule aggregate:
     log:
         f"{LOGS}/aggregate.log",
     params:
+        # Every config value the tables depend on beyond their inputs, so that changing one reruns this rule.
         threshold=config["claim"]["threshold"],
+        comparisons=canonical_json(config["claim"]["comparisons"]),
+        seeds=config["seeds"],
         devices=sorted({job.device for job in PLAN.synthetic_jobs + PLAN.vae_runs}),
     conda:
         "../envs/gradvar.yaml"

@@ -1,4 +1,5 @@
 """Snakemake script: read every result CSV, aggregate with experiments.aggregate, write the tables."""
+import json
 import logging
 import os
 from collections import Counter
@@ -42,15 +43,20 @@ def write_table(frame, csv, md=None, tex=None):
         atomic_write_text(tex, frame.to_latex(index=False, float_format="%.4g") if not frame.empty else "% empty\n")
 
 
-plan = make_plan(sm.config, list(sm.params.devices))
-seeds = [int(s) for s in sm.config["seeds"]]
+# The study's values come from the rule's parameters (a change reruns this rule); the plan is made from the
+# config with those values.
+config = {**sm.config, "seeds": list(sm.params.seeds),
+          "claim": {**sm.config["claim"], "threshold": sm.params.threshold,
+                    "comparisons": json.loads(sm.params.comparisons)}}
+plan = make_plan(config, list(sm.params.devices))
+seeds = [int(s) for s in sm.params.seeds]
 threshold = float(sm.params.threshold)
 
 # A latent's name in the tables is its label (e.g. bernoulli(200)), unless two latents of the study share it
 # (the same space under two models, presets or objectives): then the label with the latent id, so that no
 # table or figure merges them.
 label_of = {latent_id: parse(LatentSpec, {k: v for k, v in entry.items() if k not in ("preset", "settings")}).label()
-            for latent_id, entry in sm.config["vae"]["latents"].items()}
+            for latent_id, entry in config["vae"]["latents"].items()}
 shared_labels = {label for label, count in Counter(label_of.values()).items() if count > 1}
 name_of = {i: f"{label} {i}" if label in shared_labels else label for i, label in label_of.items()}
 latents = {**{f"{plan.results}/{run.path}": (run.latent_id, name_of[run.latent_id]) for run in plan.vae_runs},
