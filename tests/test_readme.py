@@ -90,6 +90,8 @@ def test_adding_an_estimator_takes_one_file_and_one_config_line(tmp_path, where)
     targets = ["results/tiny/synthetic/cpu/seed0/fixed_b1/synthetic.csv",
                "results/tiny/vae/runs/digits/categorical/fixed_b1/s2/cpu/seed0/status.json",
                "results/tiny/vae/shared_checkpoints/digits/gaussian/cpu/seed0/variance.csv"]
+    if where == "package":  # the whole tiny study, up to the verdict
+        targets += ["results/tiny/tables/variance_claim.csv"]
     res = subprocess.run([*snakemake, *targets], cwd=work, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     synthetic = pd.read_csv(work / targets[0])
@@ -99,6 +101,24 @@ def test_adding_an_estimator_takes_one_file_and_one_config_line(tmp_path, where)
     shared = pd.read_csv(work / targets[2])
     assert "fixed_b1" in set(shared.estimator_id)
     assert "fixed_b1" in {e["id"] for e in json.loads((work / targets[2]).with_name("config.json").read_text())["estimators"]}
+    if where != "package":
+        return
+    # Its declared role puts it into the default comparisons: the verdict has its rows.
+    tables = work / "results/tiny/tables"
+    verdict = pd.read_csv(tables / "variance_claim.csv")
+    assert {"reinforce_over_pathwise", "reinforce_over_relaxation"} <= set(verdict[verdict.estimator_id == "fixed_b1"].comparison)
+    assert "fixed_b1" in set(pd.read_csv(tables / "claim_summary.csv").estimator)
+    # The README's explicit declaration replaces the comparisons, and the aggregation (only it) reruns.
+    (comparison,) = _blocks("yaml", "example-comparison")
+    config.write_text(config.read_text() + "\n" + comparison)
+    plan = subprocess.run([*snakemake, "-n", "--quiet", "rules"], cwd=work, env=env, capture_output=True, text=True)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    rerun = set(re.findall(r"^(\w+)\s+\d+$", plan.stdout, flags=re.M)) - {"total"}
+    assert "aggregate" in rerun and not rerun & {"synthetic", "vae_train", "vae_shared_checkpoints"}, plan.stdout
+    res = subprocess.run([*snakemake, "results/tiny/tables/variance_claim.csv"], cwd=work, env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert set(pd.read_csv(tables / "variance_claim.csv").comparison) == {"fixed_over_pathwise", "fixed_over_relaxation"}
 
 
 SNAPSHOT_STUDIES = sorted(re.findall(r"<!-- claim-summary:(\w+):start -->", README))
@@ -112,12 +132,17 @@ def test_the_readme_shows_the_default_and_the_mnist_answers():
 def test_the_readme_shows_the_committed_answer(study):
     from experiments import snapshot
 
-    results = ROOT / "results" / study
+    results = snapshot.folder(study)
     assert (results / "figures" / "claim.png").stat().st_size > 10_000
+    assert f"](results/snapshots/{study}/figures/claim.png)" in README
     assert snapshot.readme_block(study, README) == (results / "tables" / "claim_summary.md").read_text().strip()
     provenance = (results / "SNAPSHOT.md").read_text()
-    assert "commit:" in provenance and all(f"`{name}`" in provenance for name in snapshot.KEPT)
+    assert re.search(r"^- commit: g[0-9a-f]{12} ", provenance, flags=re.M), provenance  # one commit, no changes on it
+    assert all(f"`{name}`" in provenance for name in snapshot.KEPT)
     for name in snapshot.KEPT:  # committed, and let in by .gitignore
         assert (results / name).stat().st_size > 0
         ignored = subprocess.run(["git", "check-ignore", "-q", str(results / name)], cwd=ROOT)
-        assert ignored.returncode == 1, f"results/{study}/{name} is ignored by .gitignore"
+        assert ignored.returncode == 1, f"{results / name} is ignored by .gitignore"
+        # the pipeline's own copy of the same file is ignored: running the study leaves git status clean
+        ignored = subprocess.run(["git", "check-ignore", "-q", f"results/{study}/{name}"], cwd=ROOT)
+        assert ignored.returncode == 0, f"results/{study}/{name} is not ignored by .gitignore"
