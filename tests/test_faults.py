@@ -35,6 +35,7 @@ from experiments import checkpoint, io as gio, result_tables
 from experiments.vae import train as vae_train
 from experiments.vae.run_config import resolve
 from experiments.vae.shared_checkpoints import measure
+from studies import tables as tables_target
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -435,7 +436,7 @@ def _workdir(tmp: Path) -> Path:
 
 
 def _snakemake(workdir: Path, *args) -> subprocess.Popen:
-    return subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--configfile", "faults.yaml", *args], cwd=workdir,
+    return subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--configfile=faults.yaml", *args], cwd=workdir,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -482,7 +483,7 @@ def test_study_under_faults(tmp_path):
     # The file is back: the rerun runs only what is missing; a second invocation meanwhile is refused.
     train_file.with_suffix(".away").rename(train_file)
     train_log.unlink()
-    rerun = _snakemake(workdir)
+    rerun = _snakemake(workdir, tables_target("faults"))  # the tables, not the figures: tests/test_pipeline.py draws those
     _wait_for(train_log.exists, rerun, "the VAE run started")
     second = subprocess.run([*SNAKEMAKE, "--cores", "1", "--configfile", "faults.yaml"], cwd=workdir,
                             capture_output=True, text=True)
@@ -497,13 +498,13 @@ def test_study_under_faults(tmp_path):
     metrics = run / "metrics.csv"
     text = metrics.read_bytes()
     metrics.write_bytes(text[: text.rindex(b"\n", 0, len(text) - 1) + 1])
-    third = _snakemake(workdir)
+    third = _snakemake(workdir, tables_target("faults"))
     out3 = third.communicate(timeout=600)[0]
     assert third.returncode != 0 and f"error: {metrics.relative_to(workdir)}: checksum mismatch" in out3, out3[-3000:]
     assert (run / "variance.csv").exists() and all(p.exists() for p in finished)
     # As the message says: delete it, rerun; the run remakes it from its final checkpoint, the same.
     metrics.unlink()
-    fourth = _snakemake(workdir)
+    fourth = _snakemake(workdir, tables_target("faults"))
     out4 = fourth.communicate(timeout=600)[0]
     assert fourth.returncode == 0, out4[-3000:]
     assert metrics.read_bytes() == text

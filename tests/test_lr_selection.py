@@ -158,7 +158,7 @@ def test_studies_without_grids_select_everything():
 
 @needs_data
 def test_a_study_with_a_grid_selects_on_validation_and_reports_the_selected_runs_test_numbers(tmp_path):
-    run_study(tmp_path, STUDY)
+    run_study(tmp_path, STUDY, tables_only=True)
     tables = tmp_path / "results" / "lrgrid" / "tables"
     selection = pd.read_csv(tables / "lr_selection.csv")
     assert sorted(selection["lr"]) == [1e-5, 1e-3] and selection["selected"].sum() == 1

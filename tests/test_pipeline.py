@@ -17,6 +17,7 @@ from experiments.aggregate import TABLES
 from experiments import study_config
 from experiments.plan import make_plan
 from experiments.plots import FIGURES
+from studies import tables as tables_target
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -196,7 +197,7 @@ def test_a_changed_setting_reruns_exactly_its_jobs_and_they_complete(tiny, tmp_p
     plan = _snakemake(work, "--configfile", "config/changed.yaml", "-n").stdout
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.split("Job stats:")[1], flags=re.M))
     assert jobs.get("vae_train") == "4" and "synthetic" not in jobs  # train.steps changes every run, nothing else
-    _snakemake(work, "--configfile", "config/changed.yaml")
+    _snakemake(work, "--configfile=config/changed.yaml", tables_target("tiny"))
     status = pd.read_csv(work / "results" / "tiny" / "tables" / "run_status.csv")
     assert set(status.status) == {"completed"} and set(status.step) == {70}
     elbo = pd.read_csv(work / "results" / "tiny" / "tables" / "elbo_table.csv")
@@ -211,7 +212,7 @@ def test_a_diverged_run_is_missing_with_its_reason_not_dropped(tmp_path):
     config["vae"]["settings"]["fault"] = {"nan_at_step": 45}       # every run diverges after the middle checkpoint
     config["synthetic"]["settings"]["problems"] = {"dimension": {"dims": [1]}}
     (workdir / "config" / "diverging.yaml").write_text(yaml.safe_dump(config))
-    _snakemake(workdir, "--configfile", "config/diverging.yaml")
+    _snakemake(workdir, "--configfile=config/diverging.yaml", tables_target("tiny"), "results/tiny/figures/claim.png")
     tables = workdir / "results" / "tiny" / "tables"
     claim = pd.read_csv(tables / "variance_claim.csv")
     vae = claim[claim.source == "vae"]

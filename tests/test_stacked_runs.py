@@ -391,7 +391,7 @@ STACK_STUDY = {
 def _study(tmp: Path, stacked: bool) -> tuple[str, dict]:
     study = copy.deepcopy(STACK_STUDY)
     study["vae"]["stack_seeds"] = stacked
-    out = run_study(tmp, study)
+    out = run_study(tmp, study, tables_only=True)
     tables = {name: pd.read_csv(tmp / "results" / "stack" / "tables" / f"{name}.csv")
               for name in ("vae_metrics", "vae_variance", "run_status")}
     return out, tables

@@ -137,7 +137,7 @@ def test_two_latents_with_one_label_stay_apart_in_the_tables(tmp_path):
                 "shared_checkpoints": {"trained_with": {"bernoulli": "gumbel", "bernoulli_iwae": "vimco"},
                                        "n_samples": [1]}},
     }
-    run_study(tmp_path, study)
+    run_study(tmp_path, study, tables_only=True)
     tables = tmp_path / "results" / "twolabels" / "tables"
     variance = pd.read_csv(tables / "vae_variance.csv")
     names = dict(zip(variance["latent_id"], variance["latent"]))
