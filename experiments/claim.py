@@ -104,14 +104,20 @@ class Comparison:
     def unknown_items(self, ids) -> list[str]:
         """The items of either side that are no id of ``ids``, no registered estimator and no role."""
         import estimators as estimator_registry  # here: the tables' readers (plots) need no torch
-        from estimators.capabilities import ROLES
 
-        valid = set(ids) | set(estimator_registry.available()) | {ROLE_PREFIX + r for r in ROLES}
+        valid = set(ids) | set(estimator_registry.available()) | role_items()
         return [item for item in (*self.numerator, *self.denominator) if item not in valid]
 
 
 #: A comparison's side names a role as ``role:NAME`` (``estimators.capabilities.ROLES``).
 ROLE_PREFIX = "role:"
+
+
+def role_items() -> set[str]:
+    """Every ``role:ROLE`` a comparison may name."""
+    from estimators.capabilities import ROLES
+
+    return {ROLE_PREFIX + role for role in ROLES}
 
 
 def role_item(name: str) -> str | None:

@@ -22,10 +22,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from estimators.capabilities import ROLES
-
 from . import data
-from .claim import ROLE_PREFIX, Comparison, training_stage
+from .claim import Comparison, role_items, training_stage
 from .estimator_spec import EstimatorSpec
 from .synthetic import iter_problems, measured_form
 from .synthetic import parse_settings as parse_synthetic_settings
@@ -374,10 +372,11 @@ def declare_claim(config: dict, plan: Plan) -> None:
     """The claim's rows, from the declared comparisons and what applies where (``Estimator.why_not``)."""
     comparisons = [Comparison.from_config(c) for c in config["claim"]["comparisons"]]
     syn_entries, _ = _entries(config, "synthetic")
-    ids = set(syn_entries) | set(_entries(config, "vae")[0])
+    vae_entries, _ = _entries(config, "vae")
+    ids = set(syn_entries) | set(vae_entries)
     for k, comparison in enumerate(comparisons):
         for item in comparison.unknown_items(ids):
-            choices = sorted(ids | {ROLE_PREFIX + r for r in ROLES})
+            choices = sorted(ids | role_items())
             raise ConfigError(f"claim.comparisons[{k}] ({comparison.id}): {item!r} is no estimator id, registered "
                               f"estimator or role{suggestion(item, choices)}; ids and roles: {', '.join(choices)}")
     syn_names = {i: e["name"] for i, e in syn_entries.items()}
@@ -399,7 +398,6 @@ def declare_claim(config: dict, plan: Plan) -> None:
                                 "setting": json.dumps(cell.setting, sort_keys=True), "parameter": parameter,
                                 "n_samples": n, "device": device, "comparison": comparison.id,
                                 "estimator_id": num, "comparator_id": den})
-    vae_entries, _ = _entries(config, "vae")
     vae_names = {i: e["name"] for i, e in vae_entries.items()}
     measured: dict[tuple, set] = {}
     hosts: dict[tuple, VAERun] = {}

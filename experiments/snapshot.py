@@ -24,13 +24,14 @@ import yaml
 
 from .io import atomic_write_text
 from .provenance import ROOT, TEXT_DTYPES, config_hash
+from .study_config import RESERVED_STUDY
 
 #: What a snapshot keeps of a study's results (paths under results/STUDY/).
 KEPT = ("figures/claim.png", "tables/claim_summary.md", "tables/variance_claim.md",
         "figures/relaxation_temperature.png", "figures/elbo_curves.png", "figures/vae_variance_over_training.png")
-#: The folder of committed snapshots, one sub-folder per study (``results/snapshots/STUDY``); no study may be
-#: called ``snapshots`` (``experiments.study_config``).
-SNAPSHOTS = "snapshots"
+#: The folder of committed snapshots, one sub-folder per study (``results/snapshots/STUDY``): the one study
+#: name the config refuses.
+SNAPSHOTS = RESERVED_STUDY
 #: The tables whose rows carry the commit that produced them.
 PROVENANCE_TABLES = ("tables/synthetic_all.csv", "tables/vae_metrics.csv", "tables/vae_variance.csv")
 

@@ -319,15 +319,12 @@ class StackedRuns:
         return sums.isfinite().all(0).tolist()
 
     # --- the loop ------------------------------------------------------------------------------------
-    def run(self, stop=NO_STOP) -> list[str]:
-        """Train every member to the end; ``stop`` as in ``Run.run``."""
-        return self._run(stop)
-
     def _due_evaluation(self, run: Run) -> bool:
         return run.evaluated_step < run.step and (run.due(int(self.config.eval.every))
                                                   or run.due(int(self.config.variance.every)))
 
-    def _run(self, stop) -> list[str]:
+    def run(self, stop=NO_STOP) -> list[str]:
+        """Train every member to the end; ``stop`` as in ``Run.run``."""
         steps = int(self.config.train.steps)
         for run in self.runs:
             run.resume()
@@ -338,7 +335,7 @@ class StackedRuns:
                 break
             level = min(self.runs[k].step for k in live)
             group = tuple(k for k in live if self.runs[k].step == level)
-            for k in group:  # as the top of Run._run's loop, member by member
+            for k in group:  # as the top of Run.run's loop, member by member
                 run = self.runs[k]
                 if run.evaluated_step < run.step:
                     if self._due_evaluation(run):
