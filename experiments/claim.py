@@ -19,10 +19,23 @@ each checkpoint of a stage (one value for a synthetic cell) and averaged. Over s
     \bar y \pm t_{n-1,\,0.975}\; s_y / \sqrt{n},
 
 a t-interval on the per-seed log ratios :math:`y_i = \theta + b_i + e_i`, whose spread :math:`s_y` carries
-both the between-seed variation :math:`b_i` and the measurement error :math:`e_i` (``tests/test_claim.py``
-simulates both and checks that it covers). With fewer than ``MIN_SEEDS`` seeds there is no honest
-between-seed interval: the row shows the measurement-only interval (from the per-seed standard errors)
-and its verdict is ``undecided``.
+both the between-seed variation :math:`b_i` and the measurement error :math:`e_i`. With 2 to 4 degrees of
+freedom :math:`s_y` can come out far smaller than the measurement error alone allows (the seeds agree by
+chance), so the spread used is never below what the per-seed standard errors :math:`se_i` imply:
+
+.. math::
+    \bar y \pm t_{n-1,\,0.975}\; \max\!\left(s_y,\ \sqrt{\overline{se^2}}\right) / \sqrt{n}.
+
+:math:`\mathrm{Var}(\bar y) = (\sigma_b^2 + \overline{se^2}) / n \ge \overline{se^2} / n` whatever the between-seed
+variation, so the floor is a known lower bound of the spread, and the interval is never narrower than the
+plain t-interval (``tests/test_claim.py`` simulates both sources, and the seeds agreeing by chance, and checks
+that it covers). With fewer than ``MIN_SEEDS`` seeds there is no honest between-seed interval: the row shows
+the measurement-only interval (from the per-seed standard errors) and its verdict is ``undecided``.
+
+A side whose variance is zero to rounding (``zero_to_rounding``: at most ``(ROUNDING_RTOL x its gradient
+norm)^2``, the exact gradient of the pathwise estimator on a linear cost, say) is not divided by: the row is
+``exact`` (``exact_interval``), its ratio the exact one (``inf`` over a zero comparator, ``0`` for a zero
+estimator, NaN for both), its verdict the one the exact comparison implies, and ``reason`` says so.
 
 Verdict against the threshold T: ``yes`` where the whole interval is at or above T, ``no`` where it is
 entirely below, ``undecided`` otherwise, ``missing`` where a declared row has no measurement (the reason
@@ -54,24 +67,35 @@ class Interval:
 
 
 def seed_interval(log_values, log_se=None, level: float = LEVEL, min_seeds: int = MIN_SEEDS) -> Interval:
-    """The interval of ``exp(mean(log_values))`` from per-seed log values (and their standard errors)."""
+    """The interval of ``exp(mean(log_values))`` from per-seed log values (and their standard errors).
+
+    ``log_values``, ``log_se``: shape (n_seeds,); a seed whose value is not finite is left out with its SE.
+    With ``min_seeds`` or more seeds, a t-interval whose spread is ``max(sd(log_values), rms(log_se))``
+    (the module's docstring says why); with fewer, the measurement-only normal interval."""
     y = np.asarray(log_values, dtype=float)
-    y = y[np.isfinite(y)]
+    se = np.zeros(y.size) if log_se is None else np.nan_to_num(np.asarray(log_se, dtype=float), nan=0.0)
+    keep = np.isfinite(y)
+    y, se = y[keep], se[keep]
     n = y.size
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, "none", 0)
     mean = float(y.mean())
     if n >= min_seeds:
-        half = stats.t.ppf(0.5 + level / 2, n - 1) * y.std(ddof=1) / math.sqrt(n)
+        spread = max(float(y.std(ddof=1)), math.sqrt(float((se**2).mean())))
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * spread / math.sqrt(n)
         kind = "seeds_t"
     else:
-        se = np.nan_to_num(np.asarray(log_se if log_se is not None else np.zeros(n), dtype=float)[:n], nan=0.0)
         half = stats.norm.ppf(0.5 + level / 2) * math.sqrt(float((se**2).sum())) / n
         kind = "measurement_only"
     return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half), kind, n)
 
 
 def verdict(interval: Interval, threshold: float) -> str:
+    """``yes`` / ``no`` / ``undecided`` / ``missing`` (the module's docstring); an ``exact`` interval is
+    ``yes`` where its exact ratio is at or above ``threshold`` (``inf``), else ``no`` (``0``, or NaN: both
+    sides exact, no ratio and no claim)."""
+    if interval.kind == "exact":
+        return "yes" if interval.ratio >= threshold else "no"
     if interval.kind == "none" or not (math.isfinite(interval.low) and math.isfinite(interval.high)):
         return "missing"
     if interval.kind != "seeds_t":
@@ -81,6 +105,43 @@ def verdict(interval: Interval, threshold: float) -> str:
     if interval.high < threshold:
         return "no"
     return "undecided"
+
+
+#: A side's variance is zero to rounding where it is at most ``(ROUNDING_RTOL x g)^2``, ``g`` the norm of its
+#: gradient (``SCALE_COLUMNS``): the estimates' relative standard deviation is at most 1e-6. Rounding leaves
+#: ~1e-16 relative in float64 (the synthetic problems: 2e-17 to 9e-17 measured on the gamma rate) and ~1e-7 per
+#: operation in float32 (the VAE), both below it; Monte Carlo noise lies far above it (the smallest relative
+#: SD of the default study's claim estimators is 2.6e-3: REINFORCE with a moving average on bernoulli_toy,
+#: D=1, t=0.499, S=10). ``tests/test_degenerate.py`` checks both sides of the line.
+ROUNDING_RTOL = 1e-6
+#: The gradient norms a side's scale is read from, where the measurements have them: the mean estimate's
+#: norm, and the exact gradient's (synthetic). The larger counts; where neither is present the scale is
+#: 0 and only an exact zero is zero to rounding.
+SCALE_COLUMNS = ("grad_norm", "exact_grad_norm")
+
+
+def zero_to_rounding(variance, scale, rtol: float = ROUNDING_RTOL) -> np.ndarray:
+    """Whether each ``variance`` is zero up to rounding: ``variance <= (rtol * scale)^2`` (a NaN scale
+    counts as 0). Arrays of one shape; returns booleans of that shape."""
+    scale = np.nan_to_num(np.asarray(scale, dtype=float), nan=0.0)
+    return np.asarray(variance, dtype=float) <= (rtol * scale) ** 2
+
+
+def exact_interval(num_exact: bool, den_exact: bool, n_seeds: int) -> Interval:
+    """The exact ratio where a side is zero to rounding: ``inf`` (the comparator only), ``0`` (the estimator
+    only) or NaN (both: no ratio)."""
+    ratio = math.nan if num_exact and den_exact else 0.0 if num_exact else math.inf
+    return Interval(ratio, ratio, ratio, "exact", n_seeds)
+
+
+def exact_reason(num_exact: bool, den_exact: bool) -> str:
+    """The ``reason`` of an exact row, in words."""
+    zero = f"variance is zero to rounding (at most ({ROUNDING_RTOL:g} x gradient norm)^2)"
+    if num_exact and den_exact:
+        return f"exact: both sides' {zero}: no ratio, and no claim"
+    if den_exact:
+        return f"exact: the comparator's {zero}, the estimator's is not: the claim holds trivially"
+    return f"exact: the estimator's {zero}, the comparator's is not: the estimator beats it"
 
 
 @dataclass(frozen=True)
@@ -155,13 +216,35 @@ EVALUATIONS = "f_evaluations"
 
 
 def _side(frame: pd.DataFrame, est_id: str) -> pd.DataFrame:
+    """One estimator's rows indexed by ``PAIR_KEYS``: ``SIDE_COLUMNS`` (+ ``EVALUATIONS``) and ``grad_scale``
+    (the largest of ``SCALE_COLUMNS`` present, NaN where none is)."""
     rows = frame[frame["estimator_id"] == est_id]
-    return rows.set_index(PAIR_KEYS)[SIDE_COLUMNS + ([EVALUATIONS] if EVALUATIONS in frame.columns else [])]
+    scales = [c for c in SCALE_COLUMNS if c in rows.columns]
+    rows = rows.assign(grad_scale=rows[scales].max(axis=1) if scales else math.nan)
+    extra = [EVALUATIONS] if EVALUATIONS in frame.columns else []
+    return rows.set_index(PAIR_KEYS)[SIDE_COLUMNS + extra + ["grad_scale"]]
 
 
-def _paired(num: pd.DataFrame, den: pd.DataFrame) -> pd.DataFrame:
+def _joined(num: pd.DataFrame, den: pd.DataFrame) -> pd.DataFrame:
+    """The two sides' rows paired on ``PAIR_KEYS`` (columns suffixed ``_num``, ``_den``), with ``exact_num``
+    and ``exact_den``: the side's variance is zero to rounding at that (seed, step)."""
     joined = num.merge(den, left_index=True, right_index=True, suffixes=("_num", "_den")).reset_index()
-    return joined[(joined["total_variance_num"] > 0) & (joined["total_variance_den"] > 0)]
+    for suffix in ("num", "den"):
+        joined[f"exact_{suffix}"] = zero_to_rounding(joined[f"total_variance_{suffix}"], joined[f"grad_scale_{suffix}"])
+    return joined
+
+
+def _paired(joined: pd.DataFrame) -> pd.DataFrame:
+    """The pairs a ratio can be taken of: both variances positive and neither zero to rounding."""
+    ok = (joined["total_variance_num"] > 0) & (joined["total_variance_den"] > 0)
+    return joined[ok & ~joined["exact_num"] & ~joined["exact_den"]]
+
+
+def exact_sides(joined: pd.DataFrame) -> tuple[bool, bool]:
+    """(estimator, comparator): whether the side's variance is zero to rounding at every paired (seed, step)."""
+    if joined.empty:
+        return False, False
+    return bool(joined["exact_num"].all()), bool(joined["exact_den"].all())
 
 
 def _log_interval(paired: pd.DataFrame, value: str, se: str | None = None) -> Interval:
@@ -187,12 +270,44 @@ def _evaluations_ratio(paired: pd.DataFrame) -> float:
     return _log_interval(work, "evn").ratio if len(work) else math.nan
 
 
+def _mse_interval(joined: pd.DataFrame) -> Interval:
+    """The MSE ratio's interval over seeds; exact where a side's MSE is zero to rounding everywhere (an
+    unbiased side of zero variance: its MSE is rounding too)."""
+    num, den = (zero_to_rounding(joined[f"mse_{s}"], joined[f"grad_scale_{s}"]) for s in ("num", "den"))
+    if num.all() or den.all():
+        return exact_interval(bool(num.all()), bool(den.all()), int(joined["seed"].nunique()))
+    return _log_interval(joined[(joined["mse_num"] > 0) & (joined["mse_den"] > 0) & ~num & ~den], "mse")
+
+
+def _variance_interval(joined: pd.DataFrame) -> tuple[Interval, str]:
+    """The variance ratio's interval and a note for ``reason``: exact where a side is zero to rounding at
+    every (seed, step); otherwise over the pairs that are not, naming those left out."""
+    num_exact, den_exact = exact_sides(joined)
+    if num_exact or den_exact:
+        return exact_interval(num_exact, den_exact, int(joined["seed"].nunique())), exact_reason(num_exact, den_exact)
+    paired = _paired(joined)
+    dropped = int((joined["exact_num"] | joined["exact_den"]).sum())
+    note = f"{dropped} of {len(joined)} measurements zero to rounding on one side, left out" if dropped else ""
+    return _log_interval(paired, "total_variance", "total_variance_se"), note
+
+
+def _cost_ratios(joined: pd.DataFrame, var: Interval) -> dict:
+    """``work_ratio`` and ``evaluations_ratio``: the exact ratio where the variance ratio is exact (a zero
+    variance stays zero at any cost), else over the pairs a ratio can be taken of."""
+    if var.kind == "exact":
+        return {"work_ratio": var.ratio, "evaluations_ratio": var.ratio}
+    paired = _paired(joined)
+    if paired.empty:
+        return {"work_ratio": math.nan, "evaluations_ratio": math.nan}
+    return {"work_ratio": _work_ratio(paired), "evaluations_ratio": _evaluations_ratio(paired)}
+
+
 def compare(measured: pd.DataFrame, expected: pd.DataFrame, setting_cols: list[str], threshold: float,
             seeds: list[int], reason_for=None) -> pd.DataFrame:
     """One row per declared (setting, comparison, numerator, denominator) of ``expected``.
 
     measured: one row per (setting, estimator_id, seed, step) with the estimator columns and
-        ``SIDE_COLUMNS`` (``step`` is 0 where there are no checkpoints).
+        ``SIDE_COLUMNS`` (``step`` is 0 where there are no checkpoints), and ``SCALE_COLUMNS`` where known.
     expected: the declared rows: ``setting_cols`` + ``comparison``, ``estimator_id``, ``comparator_id``.
     reason_for: ``reason_for(setting: dict, missing_seeds: list) -> str`` says why seeds are absent.
     """
@@ -204,24 +319,23 @@ def compare(measured: pd.DataFrame, expected: pd.DataFrame, setting_cols: list[s
         setting = {c: want[c] for c in setting_cols}
         group = groups.get(tuple(setting.values()), measured.iloc[0:0])
         num_id, den_id = want["estimator_id"], want["comparator_id"]
-        paired = _paired(_side(group, num_id), _side(group, den_id))
-        var = _log_interval(paired, "total_variance", "total_variance_se")
-        present = sorted(set(paired["seed"])) if len(paired) else []
+        joined = _joined(_side(group, num_id), _side(group, den_id))
+        var, note = _variance_interval(joined)
+        present = sorted(set(joined["seed"])) if var.kind == "exact" else sorted(set(_paired(joined)["seed"]))
         missing_seeds = [s for s in seeds if s not in present]
+        reasons = [note, reason_for(setting, missing_seeds) if (missing_seeds and reason_for) else ""]
         row = {**setting, "comparison": want["comparison"],
                "estimator_id": num_id, **_names(names, num_id, "estimator"),
                "comparator_id": den_id, **_names(names, den_id, "comparator"),
                "variance_ratio": var.ratio, "ci_low": var.low, "ci_high": var.high, "interval": var.kind,
                "verdict": verdict(var, threshold), "n_seeds": var.n_seeds,
-               "missing_seeds": " ".join(map(str, missing_seeds)),
-               "reason": reason_for(setting, missing_seeds) if (missing_seeds and reason_for) else ""}
-        if len(paired):
-            mse = _log_interval(paired, "mse")
-            row.update(work_ratio=_work_ratio(paired), evaluations_ratio=_evaluations_ratio(paired), mse_ratio=mse.ratio, mse_ci_low=mse.low,
-                       mse_ci_high=mse.high)
+               "missing_seeds": " ".join(map(str, missing_seeds)), "reason": "; ".join(r for r in reasons if r)}
+        if len(joined):
+            mse = _mse_interval(joined)
+            row.update(_cost_ratios(joined, var), mse_ratio=mse.ratio, mse_ci_low=mse.low, mse_ci_high=mse.high)
             for side, suffix in (("estimator", "num"), ("comparator", "den")):
-                row[f"{side}_bias_norm"] = float(paired[f"bias_norm_{suffix}"].mean())
-                row[f"{side}_mse"] = float(paired[f"mse_{suffix}"].mean())
+                row[f"{side}_bias_norm"] = float(joined[f"bias_norm_{suffix}"].mean())
+                row[f"{side}_mse"] = float(joined[f"mse_{suffix}"].mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -234,13 +348,15 @@ def _names(names: pd.DataFrame, est_id: str, prefix: str) -> dict:
 
 def equal_cost_ratio(measured: pd.DataFrame, row: dict, setting_cols: list[str], samples_col: str) -> float:
     """Work-normalized variance of the estimator at its samples over the comparator's at one sample:
-    the variance ratio at equal wall time (REINFORCE with S samples against pathwise with one)."""
+    the variance ratio at equal wall time (REINFORCE with S samples against pathwise with one); the exact
+    ratio where a side's variance is zero to rounding."""
     others = {c: row[c] for c in setting_cols if c != samples_col}
     mask = np.logical_and.reduce([measured[c] == v for c, v in others.items()]) if others else np.ones(len(measured), bool)
     num = measured[mask & (measured[samples_col] == row[samples_col])]
     den = measured[mask & (measured[samples_col] == 1)]
-    paired = _paired(_side(num, row["estimator_id"]), _side(den, row["comparator_id"]))
-    return _work_ratio(paired) if len(paired) else math.nan
+    joined = _joined(_side(num, row["estimator_id"]), _side(den, row["comparator_id"]))
+    var, _ = _variance_interval(joined)
+    return _cost_ratios(joined, var)["work_ratio"] if len(joined) else math.nan
 
 
 def training_stage(step: int, final_step: int) -> str:

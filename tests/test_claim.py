@@ -6,21 +6,32 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from experiments import claim
 
 TRUE_RATIO = 100.0
 
 
-def _simulate(n_seeds: int, n_checkpoints: int, sims: int, rng, interval) -> float:
-    """Coverage of ``interval`` for per-seed log ratios with between-seed variation (log-SD 0.5) and
-    measurement error (SE 0.05 per checkpoint), the review's setting."""
-    hits = 0
-    for _ in range(sims):
-        seed_effect = rng.normal(0.0, 0.5, n_seeds)
-        logs = np.log(TRUE_RATIO) + seed_effect[:, None] + rng.normal(0.0, 0.05, (n_seeds, n_checkpoints))
-        low, high = interval(logs, np.full(logs.shape, 0.05))
-        hits += low <= TRUE_RATIO <= high
+def _simulate(n_seeds: int, n_checkpoints: int, sims: int, rng, interval, between: float = 0.5,
+              measurement: float = 0.05, agree: float | None = None) -> float:
+    """Coverage of ``interval`` for per-seed log ratios with between-seed variation (log-SD ``between``) and
+    measurement error (SE ``measurement`` per checkpoint); the default is the review's setting.
+
+    ``agree``: keep only the draws in which the seeds agree by chance, their per-seed means' SD below
+    ``agree`` times the per-seed standard error (rejection sampling: the coverage is conditional on it).
+    """
+    seed_se = measurement / math.sqrt(n_checkpoints)
+    kept = []
+    while sum(len(k) for k in kept) < sims:
+        seed_effect = rng.normal(0.0, between, (sims, n_seeds, 1))
+        logs = np.log(TRUE_RATIO) + seed_effect + rng.normal(0.0, measurement, (sims, n_seeds, n_checkpoints))
+        if agree is not None:
+            logs = logs[logs.mean(2).std(1, ddof=1) < agree * seed_se]
+        kept.append(logs)
+    logs = np.concatenate(kept)[:sims]
+    ses = np.full(logs.shape[1:], measurement)
+    hits = sum(low <= TRUE_RATIO <= high for low, high in (interval(one, ses) for one in logs))
     return hits / sims
 
 
@@ -32,17 +43,45 @@ def _seed_t(logs, ses):
     return out.low, out.high
 
 
+def _plain_t(logs, ses):
+    """The unwidened t-interval on the per-seed means (the interval before the measurement floor)."""
+    y = logs.mean(1)
+    half = stats.t.ppf(0.975, y.size - 1) * y.std(ddof=1) / math.sqrt(y.size)
+    return math.exp(y.mean() - half), math.exp(y.mean() + half)
+
+
 def _checkpoints_as_units(logs, ses):
     """The wrong variant: every (seed, checkpoint) treated as an independent unit."""
     out = claim.seed_interval(logs.reshape(-1), ses.reshape(-1))
     return out.low, out.high
 
 
+#: (between-seed log-SD, measurement SE per checkpoint, agreement): between-seed variation dominating (the
+#: review's setting); measurement error only (a synthetic cell: a seed changes nothing but the draws); and the
+#: same with the seeds agreeing by chance, at least twice as closely as their standard errors allow.
+SCENARIOS = {"between_seeds": (0.5, 0.05, None), "measurement_only": (0.0, 0.1, None),
+             "chance_agreement": (0.0, 0.1, 0.5)}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 @pytest.mark.parametrize("n_seeds", [3, 5])
-def test_the_seed_interval_covers(n_seeds):
-    coverage = _simulate(n_seeds, 3, 4000, np.random.default_rng(n_seeds), _seed_t)
-    # 4000 simulations: the binomial SE of a 0.95 coverage is 0.0034, so 0.93 is 6 SE below nominal.
-    assert coverage >= 0.93, coverage
+def test_the_seed_interval_covers(n_seeds, scenario):
+    between, measurement, agree = SCENARIOS[scenario]
+    coverage = _simulate(n_seeds, 3, 4000, np.random.default_rng(n_seeds), _seed_t, between, measurement, agree)
+    # 4000 simulations: the binomial SE of a 0.95 coverage is 0.0034; the floor never narrows the t-interval,
+    # which is exact here, so coverage below 0.95 - 3 SE would be a fault.
+    assert coverage >= 0.95 - 3 * 0.0034, coverage
+    if scenario != "between_seeds":   # where the measurement error is all there is, the floor makes it >= 0.95
+        assert coverage >= 0.95, coverage
+
+
+@pytest.mark.parametrize("n_seeds", [3, 5])
+def test_the_unwidened_interval_undercovers_when_seeds_agree_by_chance(n_seeds):
+    """Meta-test: the plain t-interval (no measurement floor) fails the chance-agreement scenario that the
+    seed interval passes, so the coverage check can tell them apart."""
+    between, measurement, agree = SCENARIOS["chance_agreement"]
+    coverage = _simulate(n_seeds, 3, 2000, np.random.default_rng(10 + n_seeds), _plain_t, between, measurement, agree)
+    assert coverage < 0.9, coverage
 
 
 def test_pseudo_replicates_undercover():
@@ -50,6 +89,20 @@ def test_pseudo_replicates_undercover():
     coverage check catches it."""
     coverage = _simulate(3, 3, 2000, np.random.default_rng(0), _checkpoints_as_units)
     assert coverage < 0.85, coverage
+
+
+def test_the_interval_is_never_narrower_than_the_measurement_errors_allow():
+    """Three seeds that agree to 1e-4 in log ratio, each measured with SE 0.1: the half-width is
+    t_{2, 0.975} x 0.1 / sqrt(3), not t x 1e-4 / sqrt(3)."""
+    out = claim.seed_interval(np.array([3.0, 3.0001, 3.0002]), np.array([0.1, 0.1, 0.1]))
+    half = 4.302652729911275 * 0.1 / math.sqrt(3)
+    assert out.kind == "seeds_t" and math.log(out.high / out.ratio) == pytest.approx(half)
+    # A spread larger than the floor is the spread: the floor only ever widens.
+    wide = claim.seed_interval(np.array([0.0, 1.0, 2.0]), np.array([0.1, 0.1, 0.1]))
+    assert math.log(wide.high / wide.ratio) == pytest.approx(4.302652729911275 / math.sqrt(3))
+    # A seed left out (not finite) takes its SE with it.
+    assert claim.seed_interval(np.array([3.0, np.nan, 3.0, 3.0]), np.array([0.1, 100.0, 0.1, 0.1])).high \
+        == pytest.approx(out.high / out.ratio * math.exp(3.0))
 
 
 def test_few_seeds_are_undecided_with_a_measurement_only_interval():
