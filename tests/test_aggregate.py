@@ -1,8 +1,11 @@
 """Aggregation functions on small hand-made frames with known answers."""
 from __future__ import annotations
 
+import json
 import math
+import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,7 +50,7 @@ def test_claim_summary_is_short_and_says_where_the_claim_holds():
     rows = []
     for dim, ratio in ((1, 3.0), (10, 30.0), (100, 300.0), (1000, 3000.0)):
         synth = _synthetic().assign(setting=f'{{"dim": {dim}}}')
-        synth.loc[synth.estimator_id == "reinforce", "total_variance"] = ratio
+        synth.loc[synth.estimator_id == "reinforce", ["total_variance", "total_variance_se"]] = [ratio, 0.01 * ratio]
         rows.append(agg.synthetic_claim(synth, _declared([("reinforce", "pathwise")]).assign(setting=f'{{"dim": {dim}}}'),
                                         100, [0, 1, 2]))
     summary = agg.claim_summary(agg.claim_table(pd.concat(rows), pd.DataFrame()), 100)
@@ -55,6 +58,106 @@ def test_claim_summary_is_short_and_says_where_the_claim_holds():
     row = summary.iloc[0]
     assert row["verdicts"] == "yes 2, no 2" and row["settings"] == 4 and row["seeds"] == 3
     assert row["statement"] == "above 100 from dim=100 on"
+    assert row["parameter"] == "loc" and row["estimator"] == "reinforce" and row["comparators"] == "pathwise"
+    # The extremes with their 95% intervals: the seeds agree exactly, so the interval is the one their 1%
+    # measurement SEs imply: exp(+-t_{2, 0.975} x sqrt(0.01^2 + 0.01^2) / sqrt(3)) = x [0.966, 1.036].
+    assert row["smallest"] == "3 [2.9, 3.11] at dim=1" and row["largest"] == "3e+03 [2.9e+03, 3.11e+03] at dim=1000"
+
+
+def _claim_rows(places, verdicts, comparators=("pathwise",), estimator="reinforce", parameter="loc", samples=1,
+                family="mohamed_cos", key="k") -> pd.DataFrame:
+    """Claim rows of one summary row: ``verdicts[i][j]`` at ``places[i]`` over ``comparators[j]`` (a ratio of
+    1000, 0.5 where the estimator beats its comparator (``beats``), 50 or 150 with an interval that fits)."""
+    ratio = {"yes": (1000.0, 500.0, 2000.0), "no": (10.0, 5.0, 20.0), "beats": (0.5, 0.3, 0.8),
+             "undecided": (150.0, 60.0, 300.0), "missing": (math.nan, math.nan, math.nan)}
+    rows = []
+    for place, per_comparator in zip(places, verdicts):
+        for comparator, verdict in zip(comparators, per_comparator):
+            r, low, high = ratio[verdict]
+            setting = json.dumps(place if isinstance(place, dict) else {key: place})
+            rows.append({"source": "synthetic", "family": family, "comparison": "c", "estimator_id": estimator,
+                         "comparator_id": comparator, "setting": setting, "parameter": parameter, "n_samples": samples,
+                         "variance_ratio": r, "ci_low": low, "ci_high": high, "interval": "seeds_t",
+                         "verdict": "no" if verdict == "beats" else verdict, "n_seeds": 3,
+                         "reason": "diverged" if verdict == "missing" else ""})
+    return pd.DataFrame(rows)
+
+
+def test_the_summary_keeps_every_estimator_parameter_and_number_of_samples():
+    """More than 40 (family, comparison, estimator) groups: still one row each, never an ``all`` row; each
+    parameter group and number of samples its own row."""
+    parts = [_claim_rows([1.0, 2.0], [["yes"], ["no"]], estimator=f"e{i}", parameter=parameter, samples=samples)
+             for i in range(45) for parameter in ("loc", "scale") for samples in (1, 10)]
+    summary = agg.claim_summary(pd.concat(parts, ignore_index=True), 100)
+    assert len(summary) == 45 * 2 * 2 and "all" not in set(summary["estimator"])
+    assert summary.groupby(["estimator", "parameter", "samples"]).size().eq(1).all()
+    assert list(summary.columns) == agg.SUMMARY_COLUMNS
+
+
+def _places_said(statement: str, places: list[str]) -> dict[str, int]:
+    """How often each place is named in ``statement`` (whole names: ``dim=1`` is not in ``dim=10``)."""
+    return {p: len(re.findall(rf"(?<![\w.=-]){re.escape(p)}(?![\w.])", statement)) for p in places}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_statements_are_short_and_name_each_place_once(seed):
+    """Random verdict patterns over 13 places on one axis, or 12 on two (dim x t), with 1 to 5 comparators:
+    at most 160 characters, no place named twice, and undecided places never said to be below."""
+    rng = np.random.default_rng(seed)
+    two_keys = seed % 2 == 1
+    places = ([{"dim": d, "t": t} for d in (1, 3, 10, 30, 100, 300) for t in (0.45, 0.499)] if two_keys
+              else [float(k) for k in np.linspace(-3, 3, 13)])
+    comparators = [f"c{j}" for j in range(1 + seed % 5)]
+    kinds = ["yes", "no", "beats", "undecided", "missing"]
+    weights = rng.dirichlet(np.ones(len(kinds)))
+    verdicts = [list(rng.choice(kinds, size=len(comparators), p=weights)) for _ in places]
+    rows = _claim_rows(places, verdicts, comparators=comparators, family="bernoulli_toy" if two_keys else "mohamed_cos")
+    statement = agg.claim_summary(rows, 100)["statement"].iloc[0]
+    assert len(statement) <= agg.STATEMENT_MAX, statement
+    names = [f"dim={p['dim']} t={p['t']}" for p in places] if two_keys else [f"k={p}" for p in places]
+    assert max(_places_said(statement, names).values()) <= 1, statement
+    if any("undecided" in v for v in verdicts):
+        assert "nowhere" not in statement and "below 100 everywhere" not in statement, statement
+    if any("undecided" in v and "yes" not in v for v in verdicts):   # a place where nothing is decided above
+        assert "undecided" in statement, statement
+
+
+def test_undecided_rows_are_never_said_to_be_below_or_nowhere_above():
+    rows = _claim_rows([1.0, 2.0, 3.0], [["no"], ["undecided"], ["undecided"]])
+    assert agg.claim_summary(rows, 100)["statement"].iloc[0] == "below 100 at k=1.0; undecided from k=2.0 on"
+    rows = _claim_rows([1.0, 2.0], [["undecided"], ["undecided"]])
+    assert agg.claim_summary(rows, 100)["statement"].iloc[0] == "undecided everywhere"
+
+
+def test_statements_say_ranges_comparators_and_where_the_estimator_wins():
+    def statement(verdicts, comparators=("pathwise",)):
+        rows = _claim_rows([float(k) for k in range(len(verdicts))], verdicts, comparators=comparators)
+        return agg.claim_summary(rows, 100)["statement"].iloc[0]
+
+    assert statement([["no"], ["yes"], ["yes"], ["yes"]]) == "above 100 from k=1.0 on"
+    assert statement([["yes"], ["yes"], ["no"], ["no"]]) == "above 100 up to k=1.0"
+    assert statement([["no"], ["yes"], ["yes"], ["yes"], ["no"]]) == "above 100 from k=1.0 to k=3.0"
+    assert statement([["no"], ["beats"], ["beats"]]) == "below 100 everywhere; beats pathwise from k=1.0 on"
+    assert statement([["yes", "yes"], ["yes", "no"], ["beats", "beats"]], ("a", "b")) \
+        == "above 100 over all comparators at k=0.0; over some at k=1.0; beats every comparator at k=2.0"
+    assert statement([["missing"], ["yes"]]) == "above 100 at k=1.0; missing at k=0.0"
+
+
+def test_a_long_list_of_places_becomes_a_count():
+    places = [{"dim": d, "t": t} for d in (1, 3, 10, 30, 100, 300) for t in (0.45, 0.499)]
+    verdicts = [["yes"] if i % 2 else ["undecided"] for i in range(len(places))]
+    statement = agg.claim_summary(_claim_rows(places, verdicts, family="bernoulli_toy"), 100)["statement"].iloc[0]
+    assert len(statement) <= agg.STATEMENT_AIM and "6 of 12 settings" in statement, statement
+
+
+def test_the_summary_in_markdown_has_at_most_eight_columns_and_a_section_per_family_when_long():
+    short = agg.claim_summary(_claim_rows([1.0, 2.0], [["yes"], ["no"]]), 100)
+    text = agg.claim_summary_markdown(short)
+    assert text.splitlines()[0].count("|") - 1 <= 8 and "mohamed_cos, loc, S=1" in text and "###" not in text
+    long = agg.claim_summary(pd.concat([_claim_rows([1.0], [["yes"]], estimator=f"e{i}", family=f"f{i % 3}")
+                                        for i in range(45)], ignore_index=True), 100)
+    text = agg.claim_summary_markdown(long)
+    assert [line for line in text.splitlines() if line.startswith("### ")] == ["### f0", "### f1", "### f2"]
 
 
 def test_elbo_table_takes_final_test_step_and_adds_jang_numbers():

@@ -72,8 +72,9 @@ def test_float32_rounding_is_within_the_tolerance():
     assert claim.zero_to_rounding(variance, scale)
 
 
-@pytest.mark.parametrize("variance, scale, exact", [((0.5e-6 * 2.0) ** 2, 2.0, True), ((2e-6 * 2.0) ** 2, 2.0, False),
-                                                     (0.0, math.nan, True), (1e-40, math.nan, False), (1e-40, 0.0, False)])
+@pytest.mark.parametrize("variance, scale, exact", [
+    ((0.5e-6 * 2.0) ** 2, 2.0, True), ((2e-6 * 2.0) ** 2, 2.0, False),
+    (0.0, math.nan, True), (1e-40, math.nan, False), (1e-40, 0.0, False)])
 def test_zero_to_rounding_is_relative_to_the_gradient_norm(variance, scale, exact):
     """At most (1e-6 x scale)^2 is zero to rounding; without a scale, only an exact zero is."""
     assert bool(claim.zero_to_rounding(variance, scale)) is exact
@@ -110,3 +111,15 @@ def test_a_zero_variance_estimator_or_both_sides(gamma_rows):
     row = _row(out, "log", "rate", "pathwise")
     assert row["interval"] == "exact" and row["verdict"] == "no" and math.isnan(row["variance_ratio"])
     assert "both sides" in row["reason"]
+
+
+def test_exact_rows_are_said_apart_in_the_summary(gamma_rows):
+    """The summary keeps the rate apart from the concentration, says the exact row in words and takes its
+    extremes from the measured ratios only."""
+    out = agg.synthetic_claim(gamma_rows, _declared(gamma_rows, [("reinforce", "pathwise")]), 100, SEEDS)
+    summary = agg.claim_summary(agg.claim_table(out, pd.DataFrame()), 100).set_index("parameter")
+    assert sorted(summary.index) == ["concentration", "rate"]
+    rate = summary.loc["rate"]
+    assert rate["verdicts"] == "yes 1, no 1"
+    assert rate["statement"] == "below 100 at cost=square; pathwise exact (zero variance) at cost=log: holds trivially"
+    assert rate["smallest"] == rate["largest"] and rate["smallest"].endswith("at cost=square")
