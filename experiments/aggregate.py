@@ -168,13 +168,14 @@ def claim_samples(claim: pd.DataFrame) -> pd.Series:
     return claim.get("n_samples", nan).fillna(claim.get("samples", nan))
 
 
-def _order(row):
+def setting_order(row) -> tuple:
+    """A claim row's place in its family's order: its stage (VAE), or its setting's values (synthetic)."""
     if row["source"] == "vae":
         return (STAGE_ORDER.get(row["stage"], 9),)
     return tuple(json.loads(row["setting"]).values())
 
 
-def _places(rows: pd.DataFrame) -> pd.Series:
+def setting_places(rows: pd.DataFrame) -> pd.Series:
     """Each row's place in a few characters: its stage (VAE), or the setting keys that vary among ``rows``
     (``k=1.5``, ``dim=10 t=0.45``; every key where none varies)."""
     if rows["source"].iloc[0] == "vae":
@@ -210,7 +211,7 @@ def place_categories(rows: pd.DataFrame) -> pd.Series:
     return pd.Series({place: category(at) for place, at in ordered.groupby("place", sort=False)})
 
 
-def _say_places(chosen: list[str], ordered: list[str], axis: bool, compact: bool) -> str:
+def say_places(chosen: list[str], ordered: list[str], axis: bool, compact: bool) -> str:
     """``chosen`` places said in the fewest words: ``everywhere``, a range along an axis (``from X on``,
     ``up to X``, ``from X to Y``), the list (``at X, Y``) or, ``compact``, a count (``at 3 of 13 settings``)."""
     if len(chosen) == len(ordered) and len(ordered) > 1:
@@ -265,7 +266,7 @@ def _say_statement(clauses, categories: pd.Series, axis: bool, compact: set) -> 
     def say(category, words):
         if not category:
             return words
-        places = _say_places(list(categories.index[categories == category]), ordered, axis, category in compact)
+        places = say_places(list(categories.index[categories == category]), ordered, axis, category in compact)
         return words.format(places) if "{}" in words else f"{words} {places}"
     return "; ".join(say(category, words) for category, words in clauses)
 
@@ -282,7 +283,7 @@ def family_statement(rows: pd.DataFrame, threshold: float) -> str:
     parameter group; one or more comparators; several settings), each place named at most once
     (``place_categories`` partitions them), in at most ``STATEMENT_MAX`` characters: while longer than
     ``STATEMENT_AIM``, the longest list of places becomes a count."""
-    rows = rows.assign(place=_places(rows), order=[_order(r) for r in rows.to_dict("records")])
+    rows = rows.assign(place=setting_places(rows), order=[setting_order(r) for r in rows.to_dict("records")])
     if rows["verdict"].eq("missing").all():
         reasons = sorted(set(rows["reason"].dropna()) - {""})
         return ("no measurement: " + "; ".join(reasons))[:STATEMENT_MAX] if reasons else "no measurement"
@@ -317,7 +318,7 @@ def _extremes(rows: pd.DataFrame) -> tuple[str, str]:
 
 def _summary_row(group: pd.DataFrame, threshold: float) -> dict:
     """One summary row from the claim rows of one (family, comparison, estimator, samples, parameter)."""
-    group = group.assign(place=_places(group))
+    group = group.assign(place=setting_places(group))
     counts = group["verdict"].value_counts()
     smallest, largest = _extremes(group)
     return {"family": group["family"].iloc[0], "parameter": group["parameter_"].iloc[0],
