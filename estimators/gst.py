@@ -25,7 +25,7 @@ the maximum; both are constants for the backward pass (the paper's Algorithm 1).
 A Bernoulli variable with logit :math:`\ell` is the two-class case (class logits :math:`(0, \ell)`, one-hot
 :math:`(1 - b, b)`; ``one_hot_view``). Biased (a straight-through estimator); one evaluation of ``f`` per
 sample and its gradient in ``z``, so ``f`` must be differentiable in ``z`` (an ``f`` that is not is refused
-with a ValueError). Options: ``temperature`` :math:`\tau` and ``gap`` (the paper's defaults, 1 and 1).
+with a ValueError). Options: ``temperature`` :math:`\tau` and ``gap`` (both 1 by default; "GST-1.0" is gap 1).
 """
 from __future__ import annotations
 
