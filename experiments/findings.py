@@ -154,7 +154,11 @@ def dimension_crossing(claim: pd.DataFrame, threshold: float) -> str | None:
         return None
     rows = rows[rows["estimator_id"] == rows["estimator_id"].iloc[0]]
     first, last = rows.iloc[0], rows.iloc[-1]
-    text = f"In the quadratic in D dimensions, plain REINFORCE over pathwise grows from {_ratio(first)} at " \
+    if len(rows) == 1:
+        verdict = {"yes": f"at least {threshold:g}", "no": f"below {threshold:g}"}.get(first["verdict"], "undecided")
+        return (f"In the quadratic in D dimensions, measured at {first['place']} only, plain REINFORCE over "
+                f"pathwise is {_ratio(first)}: {verdict}.")
+    text = f"In the quadratic in D dimensions, plain REINFORCE over pathwise goes from {_ratio(first)} at " \
            f"{first['place']} to {_ratio(last)} at {last['place']}"
     above = rows["verdict"].eq("yes").to_numpy()
     tail = [i for i in range(len(rows)) if above[i:].all()]
@@ -162,7 +166,7 @@ def dimension_crossing(claim: pd.DataFrame, threshold: float) -> str | None:
         cross = rows.iloc[tail[0]]
         text += f"; it is at least {threshold:g} from {cross['place']} on ({_ratio(cross)})"
     else:
-        text += f"; it is not at least {threshold:g} at every dimension from any point on"
+        text += f"; it does not stay at least {threshold:g} from any dimension on"
     return text + "."
 
 

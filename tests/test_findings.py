@@ -111,6 +111,10 @@ def test_a_study_without_those_families_says_less_and_an_empty_one_says_so():
     only_dimension = claim[claim["family"] == "dimension"]
     sentences = _sentences(findings.findings(only_dimension, agg.claim_summary(only_dimension, 100), 100))
     assert len(sentences) == 2 and sentences[1].startswith("In the quadratic")
+    one_dimension = only_dimension.iloc[:1]
+    sentence = _sentences(findings.findings(one_dimension, agg.claim_summary(one_dimension, 100), 100))[1]
+    assert sentence == ("In the quadratic in D dimensions, measured at dim=1 only, plain REINFORCE over pathwise is "
+                        "7.47 [6.22, 8.96]: below 100.")
     empty = findings.findings(claim.iloc[0:0], pd.DataFrame(), 100)
     assert "No declared comparison was measured" in empty
 
