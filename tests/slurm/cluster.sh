@@ -56,6 +56,7 @@ start_munge() {
   chown munge:munge /run/munge /var/log/munge /var/lib/munge
   runuser -u munge -- munged --force
   wait_for 10 sh -c 'munge -n | unmunge'
+  mkdir -p "$STATE"  # not made yet where the munge key was already there (nothing recorded as created)
   cp /run/munge/munged.pid "$STATE/munged.pid" 2>/dev/null || pgrep -n -x munged > "$STATE/munged.pid"
 }
 
