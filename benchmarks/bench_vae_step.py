@@ -59,7 +59,7 @@ from experiments import data as data_mod  # noqa: E402
 from experiments.vae.model import VAE  # noqa: E402
 from experiments.vae.run_config import PRESETS, resolve  # noqa: E402
 from experiments.vae.objectives import ELBO_OBJECTIVE as OBJECTIVE  # noqa: E402
-from experiments.vae.train import Diverged, Run  # noqa: E402
+from experiments.vae.train import Run  # noqa: E402
 from timing import interleaved  # noqa: E402  (benchmarks/timing.py)
 
 BATCH, N_SAMPLES, TARGET = 100, 4, 1.03
@@ -462,10 +462,10 @@ def bench_latent(size: str, label: str, layer: dict, spec: dict, rows, seconds, 
                 sides["storchastic"] = step
             except Exception as err:  # noqa: BLE001  (an optional third-party comparison must not stop the run)
                 print(f"  storchastic step failed on {latent.label()}: {type(err).__name__}: {err}")
-        try:
-            times = interleaved(sides, seconds, rounds, device)
-        except Diverged as err:
-            print(f"  {est_id:18s} diverged while timing ({err}); no numbers", flush=True)
+        times = interleaved(sides, seconds, rounds, device)
+        diverged = run.divergence.read()  # recorded on the device by Run.train_step, read once here
+        if diverged:
+            print(f"  {est_id:18s} diverged while timing ({diverged[0][1]}); no numbers", flush=True)
             continue
         best, core_ratio = print_row(est_id, n, times)
         if best is not None:

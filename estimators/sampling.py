@@ -221,7 +221,10 @@ def _bernoulli(d: Bernoulli, shape, generator) -> Tensor:
 def _category_indices(probs: Tensor, shape: torch.Size, generator) -> Tensor:
     """Category indices ``[*shape, *batch]`` for probabilities ``[*batch, K]``."""
     n = int(torch.Size(shape).numel())
-    flat = probs.reshape(-1, probs.shape[-1])
+    # A NaN row (the probabilities of a training run that has just diverged, whose divergence is read at the
+    # loop's next boundary, experiments/vae/divergence.py) draws uniformly instead of stopping the program, or
+    # on a GPU raising a device-side assert; finite rows are left exactly as they are.
+    flat = probs.reshape(-1, probs.shape[-1]).nan_to_num(nan=1.0)
     idx = torch.multinomial(flat, n, replacement=True, generator=generator)  # [B, n]
     return idx.T.reshape(tuple(shape) + tuple(probs.shape[:-1]))
 

@@ -33,9 +33,10 @@ rounding error of a uniform draw). On CUDA the batched kernels differ from the s
 to that tolerance, not bits. An interrupted stacked job resumed ends bit-identical to an uninterrupted one
 (on CPU), as a Run does.
 
-A member that diverges (its loss or parameters non-finite) ends ``diverged`` with its tables and status
-exactly as a run alone, and the others go on (the stack is rebuilt without it: a frozen slice could keep
-producing non-finite values that ``torch.multinomial``/``bernoulli`` refuse). Preemption (SIGTERM, SIGINT,
+A member that diverges (its loss or parameters non-finite) ends ``diverged`` at its step with its tables and
+status exactly as a run alone, and the others go on (nothing in the graph mixes members). Its divergence is
+recorded on the device per member and read at the loop's boundaries (``divergence.py``: no host sync per
+step); the stack is then made again without it. Preemption (SIGTERM, SIGINT,
 SIGUSR1) checkpoints every unfinished member (``preempted``) and exits 75, as ``train``. A finished member is
 not run again.
 
@@ -64,7 +65,8 @@ from ..cli import checked, failures_as_one_line
 from ..preemption import NO_STOP, StopRequests, exit_stopped
 from . import objectives
 from .run_config import RunConfig, as_dict
-from .train import OPTIMIZERS, Run, finished, load_config
+from .divergence import DivergenceRecord, parameters_finite
+from .train import OPTIMIZERS, Run, StepTimer, finished, load_config
 
 log = logging.getLogger("gradvar.vae.stacked")
 
@@ -209,6 +211,8 @@ class StackedRuns:
         self.opt: torch.optim.Optimizer | None = None
         self.gens: GeneratorStack | None = None
         self._pulled: dict[int, int] = {}  # member -> 1 (model and estimator) or 2 (and optimizer) copied out
+        self.divergence = DivergenceRecord(len(self.runs), self.device)  # indexed by member, not stack position
+        self._group_index = torch.zeros(0, dtype=torch.long, device=self.device)
 
     # --- moving state between the stack and the members' Runs ----------------------------------------
     def _use(self, group: tuple[int, ...]) -> None:
@@ -232,6 +236,7 @@ class StackedRuns:
         self.est.train(runs[0].est.training)
         self.gens = GeneratorStack([run.gen for run in runs])  # the members' own generators, advanced in place
         self.group = group
+        self._group_index = torch.tensor(group, dtype=torch.long, device=self.device)
         self._pulled = {k: 2 for k in group}
 
     def pull(self, k: int, full: bool = False) -> None:
@@ -279,9 +284,9 @@ class StackedRuns:
         return f, dist, n_call, exact_term, per
 
     # --- one step --------------------------------------------------------------------------------------
-    def train_step(self) -> dict[int, str]:
-        """One step of every member of the stack (all at the same step); returns ``{member: message}`` for
-        those that diverged (their state is left as it was before the step, as a run alone leaves it)."""
+    def train_step(self) -> None:
+        """One step of every member of the stack (all at the same step). Each member's divergence is recorded on
+        the device (``self.divergence``, indexed by member), read by the loop at its boundaries."""
         runs = [self.runs[k] for k in self.group]
         step = runs[0].step
         x = torch.stack([run.batch(step) for run in runs])  # [N, B, D]: each member's own minibatch and draws
@@ -289,39 +294,43 @@ class StackedRuns:
         f, dist, n_call, exact_term, exact_per = self.problem(x, q)
         out = self.est(f, dist, n_call, self.gens)
         loss = -(out.surrogate + exact_term) / x.shape[1]
-        # Each member's loss as it computes it alone (f's mean over samples, summed over its batch), for the
-        # divergence check; the fault injection makes one member's loss NaN, as Run.train_step does.
+        # Each member's loss as it computes it alone (f's mean over samples, summed over its batch); the fault
+        # injection makes one member's loss NaN, as Run.train_step does. Nothing in the graph mixes members, so a
+        # member's non-finite terms reach only its own slices; a non-finite term outside f's values (a score
+        # term) makes its gradient, then its parameters, non-finite at this same step.
         per = -(out.value.mean(0).sum(-1) + exact_per) / x.shape[1]
-        values = torch.cat([per.detach(), loss.detach().reshape(1)]).tolist()  # one sync
-        values[:-1] = [v * float("nan") if run.config.fault.nan_at_step == step else v for v, run in zip(values, runs)]
-        bad = {r: f"loss is {v} at step {step}" for r, v in enumerate(values[:-1]) if not math.isfinite(v)}
+        faults = [run.config.fault.nan_at_step == step for run in runs]
+        if any(faults):
+            per = per * torch.tensor([math.nan if bad else 1.0 for bad in faults], dtype=per.dtype, device=per.device)
         self.opt.zero_grad(set_to_none=True)
-        if len(bad) < len(runs):
-            # Nothing in the graph mixes members, so a member's non-finite terms reach only its own slices.
-            loss.backward()
-            if not math.isfinite(values[-1]):  # a non-finite term outside f's values (a score term): find whose
-                grad_ok = self._finite_per_member([p.grad for p in self.params])
-                bad.update({r: f"loss is nan at step {step}" for r, ok in enumerate(grad_ok) if not ok and r not in bad})
-                if not bad:
-                    bad = {r: f"loss is {values[-1]} at step {step}" for r in range(len(runs))}
-            self.opt.step()
-            params_ok = self._finite_per_member([p.detach() for p in self.params])
-            bad.update({r: f"parameters became non-finite at step {step}" for r, ok in enumerate(params_ok)
-                        if not ok and r not in bad})
+        loss.backward()
+        self.opt.step()
+        self.divergence.record(step, per, parameters_finite(self.params, len(runs)), self._group_index)
         self._pulled = {}
-        return {self.group[r]: message for r, message in bad.items()}
-
-    @staticmethod
-    def _finite_per_member(tensors: list[Tensor | None]) -> list[bool]:
-        """Per member, whether every tensor's slice sums to a finite number (one sum per slice, one sync; as
-        ``Run.train_step``'s check)."""
-        sums = torch.stack([t.reshape(t.shape[0], -1).sum(1) for t in tensors if t is not None])
-        return sums.isfinite().all(0).tolist()
 
     # --- the loop ------------------------------------------------------------------------------------
     def _due_evaluation(self, run: Run) -> bool:
         return run.evaluated_step < run.step and (run.due(int(self.config.eval.every))
                                                   or run.due(int(self.config.variance.every)))
+
+    def _boundary(self, group: tuple[int, ...], level: int, stop) -> bool:
+        """As ``Run.at_boundary`` for the members of ``group`` (all at step ``level``)."""
+        return (any(self.runs[k].at_boundary(stop) for k in group)
+                or level % int(self.config.checkpoint_every) == 0)
+
+    def _settle(self, timer: StepTimer, stepped: tuple[int, ...]) -> None:
+        """At a boundary: the training time since the last one, shared among the members that stepped, and
+        the members that diverged since, ended ``diverged`` at their step (as a run alone ends)."""
+        share = timer.lap() / max(1, len(stepped))
+        for k in stepped:
+            self.runs[k].train_seconds += share
+        for k, (step, message) in self.divergence.read().items():
+            if self.status[k] is None:
+                run = self.runs[k]
+                log.error("%s diverged: %s", run.out, message)
+                run.step = step
+                run.end_diverged(message)
+                self.status[k] = "diverged"
 
     def run(self, stop=NO_STOP) -> list[str]:
         """Train every member to the end; ``stop`` as in ``Run.run``."""
@@ -329,58 +338,63 @@ class StackedRuns:
         for run in self.runs:
             run.resume()
             run.write_status("running")
+        timer = StepTimer(self.device)
+        stepped: tuple[int, ...] = ()  # the members that trained since the last boundary
         while True:
             live = [k for k, s in enumerate(self.status) if s is None]
             if not live:
                 break
             level = min(self.runs[k].step for k in live)
             group = tuple(k for k in live if self.runs[k].step == level)
-            for k in group:  # as the top of Run.run's loop, member by member
-                run = self.runs[k]
-                if run.evaluated_step < run.step:
-                    if self._due_evaluation(run):
-                        self.pull(k)
-                    if run.due(int(run.config.eval.every)):
-                        run.evaluate()
-                    if run.due(int(run.config.variance.every)):
-                        run.measure_variance()
-                    run.evaluated_step = run.step
-                if run.step == steps:
-                    self.pull(k, full=True)
-                    run.checkpoint("completed")
-                    self.status[k] = "completed"
-            if stop.requested:
-                for k in live:
-                    if self.status[k] is None:
+            if stepped and (group != stepped or self._boundary(group, level, stop)):
+                self._settle(timer, stepped)
+                stepped = ()
+                continue  # members may have ended: the stack is made again
+            if not stepped:
+                for k in group:  # as the top of Run.run's loop, member by member
+                    run = self.runs[k]
+                    if run.evaluated_step < run.step:
+                        if self._due_evaluation(run):
+                            self.pull(k)
+                        if run.due(int(run.config.eval.every)):
+                            run.evaluate()
+                        if run.due(int(run.config.variance.every)):
+                            run.measure_variance()
+                        run.evaluated_step = run.step
+                    if run.step == steps:
                         self.pull(k, full=True)
-                        self.runs[k].checkpoint("preempted", signal=stop.requested)
-                        self.status[k] = "preempted"
-                log.warning("stopped by %s after checkpointing %d runs; run again to resume", stop.requested,
-                            sum(s == "preempted" for s in self.status))
-                break
-            group = tuple(k for k in group if self.status[k] is None)
-            if not group:
+                        run.checkpoint("completed")
+                        self.status[k] = "completed"
+                if stop.requested:
+                    for k in live:
+                        if self.status[k] is None:
+                            self.pull(k, full=True)
+                            self.runs[k].checkpoint("preempted", signal=stop.requested)
+                            self.status[k] = "preempted"
+                    log.warning("stopped by %s after checkpointing %d runs; run again to resume", stop.requested,
+                                sum(s == "preempted" for s in self.status))
+                    break
+                group = tuple(k for k in group if self.status[k] is None)
+                if not group:
+                    continue
+                if level % int(self.config.checkpoint_every) == 0:
+                    for k in group:
+                        self.pull(k, full=True)
+                        self.runs[k].checkpoint()
+                self._use(group)
+                timer.start()
+            try:
+                self.train_step()
+            except (RuntimeError, ValueError):
+                # An error from a member that had already diverged is that divergence; any other is raised.
+                self._settle(timer, group)
+                if all(self.status[k] is None for k in group):
+                    raise
+                stepped = ()
                 continue
-            if level % int(self.config.checkpoint_every) == 0:
-                for k in group:
-                    self.pull(k, full=True)
-                    self.runs[k].checkpoint()
-            self._use(group)
-            start = time.perf_counter()
-            diverged = self.train_step()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            share = (time.perf_counter() - start) / len(group)  # the step's time, split among its members
             for k in group:
-                run = self.runs[k]
-                if k in diverged:
-                    log.error("%s diverged: %s", run.out, diverged[k])
-                    run.write_tables()
-                    run.write_status("diverged", message=diverged[k])
-                    self.status[k] = "diverged"
-                else:
-                    run.train_seconds += share
-                    run.step += 1
+                self.runs[k].step += 1
+            stepped = group
         return [s or "completed" for s in self.status]
 
 

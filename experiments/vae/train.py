@@ -27,8 +27,9 @@ Reliability (``tests/test_faults.py`` injects each fault):
 - SIGTERM, SIGINT or SIGUSR1 (preemption; see ``experiments.preemption``): the run finishes its step,
   checkpoints, writes its tables and ``status.json`` (``preempted`` at the step reached), and exits with
   code 75; re-running resumes it.
-- A loss or parameter that becomes NaN/inf stops the run with status ``diverged`` and exit code 0, so a
-  sweep goes on.
+- A loss or parameter that becomes NaN/inf stops the run with status ``diverged`` at the step where it
+  happened, and exit code 0, so a sweep goes on. The step is recorded on the device and read at the loop's
+  boundaries (``divergence.py``): no host sync per training step.
 - Every file is written atomically; a write that fails (full disk) keeps the previous file, leaves no
   partial one, and ends the run with one line naming the path and the cause (exit code 1), as do a missing
   data file or device.
@@ -59,6 +60,7 @@ from ..preemption import NO_STOP, StopRequests, exit_stopped
 from ..provenance import provenance
 from ..seeds import cell_seed
 from ..typed_config import ConfigError, load_yaml
+from .divergence import DivergenceRecord, parameters_finite
 from .encoder_gradient import VARIANCE_COLUMNS, encoder_gradient_estimates, reference_gradient, variance_row
 from . import objectives
 from .model import VAE, BaselineNet
@@ -70,10 +72,6 @@ log = logging.getLogger("gradvar.vae")
 KEEP_RESUME = 2
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
-
-
-class Diverged(RuntimeError):
-    pass
 
 
 def apply_override(config: dict, text: str) -> None:
@@ -136,6 +134,7 @@ class Run:
         self.metrics: list[dict] = []
         self.variance: list[dict] = []
         self.train_seconds = 0.0
+        self.divergence = DivergenceRecord(1, self.device)
         self.train_data = self.data.train.to(self.device)
         self.test_data = self.data.test.to(self.device)
         self.valid_data = None if self.data.valid is None else self.data.valid.to(self.device)
@@ -226,7 +225,7 @@ class Run:
         idx = self._epoch_order[1][i * bs:(i + 1) * bs]
         return self.data.binarize(self.train_data[idx], self.gen)
 
-    def train_step(self) -> float:
+    def train_step(self) -> None:
         x = self.batch(self.step)
         q = self.model.posterior(x)
         kwargs = {"learned_baseline": self.baseline_net(x)} if self.baseline_net is not None else {}
@@ -239,17 +238,11 @@ class Run:
             loss = loss + out.baseline_loss / x.shape[0]
         if self.config.fault.nan_at_step == self.step:
             loss = loss * float("nan")
-        if not torch.isfinite(loss):
-            raise Diverged(f"loss is {float(loss.detach())} at step {self.step}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        # One sum per tensor and one sync: a NaN or inf anywhere makes its sum non-finite (as would weights so
-        # large that their sum overflows, which is divergence too). Checking each tensor's elements cost
-        # 8-13% of a paper-size step (benchmarks/bench_vae_step.py).
-        if not bool(torch.stack([p.detach().sum() for p in self.model.parameters()]).isfinite().all()):
-            raise Diverged(f"parameters became non-finite at step {self.step}")
-        return float(-elbo.detach()) / x.shape[0]
+        # Recorded on the device, read at the loop's boundaries: no host sync per step (divergence.py).
+        self.divergence.record(self.step, loss.reshape(1), parameters_finite(list(self.model.parameters())))
 
     # --- evaluation ----------------------------------------------------------------------------
     def _eval_gen(self, *tag) -> torch.Generator:
@@ -310,14 +303,42 @@ class Run:
     def due(self, every: int) -> bool:
         return every > 0 and (self.step % every == 0 or self.step == int(self.config.train.steps))
 
+    def at_boundary(self, stop) -> bool:
+        """Whether the loop evaluates, measures, checkpoints, stops or ends before the next step: the points where
+        it waits for the device (time, divergence) and writes anything."""
+        return ((self.evaluated_step < self.step and (self.due(int(self.config.eval.every))
+                                                     or self.due(int(self.config.variance.every))))
+                or self.step == int(self.config.train.steps) or bool(stop.requested)
+                or self.step % int(self.config.checkpoint_every) == 0)
+
+    def settle(self, timer: "StepTimer") -> str | None:
+        """At a boundary: the training time since the last one, and the divergence message if the run diverged
+        (its step set back to the step that diverged, as its status records it)."""
+        self.train_seconds += timer.lap()
+        diverged = self.divergence.read().get(0)
+        if diverged is None:
+            return None
+        self.step = diverged[0]
+        return diverged[1]
+
+    def end_diverged(self, message: str) -> str:
+        log.error("diverged: %s", message)
+        self.write_tables()
+        self.write_status("diverged", message=message)
+        return "diverged"
+
     def run(self, stop=NO_STOP) -> str:
         """Train to the end; ``stop`` (``experiments.preemption``): a stop request ends the run after a
         checkpoint, as ``preempted``. Only a job's entry point passes one that takes signals."""
         steps = int(self.config.train.steps)
         self.resume()
         self.write_status("running")
-        try:
-            while True:
+        timer = StepTimer(self.device)
+        while True:
+            if self.at_boundary(stop):
+                message = self.settle(timer)
+                if message is not None:
+                    return self.end_diverged(message)
                 if self.evaluated_step < self.step:
                     if self.due(int(self.config.eval.every)):
                         self.evaluate()
@@ -333,19 +354,37 @@ class Run:
                     return "preempted"
                 if self.step % int(self.config.checkpoint_every) == 0:
                     self.checkpoint()
-                start = time.perf_counter()
+                timer.start()
+            try:
                 self.train_step()
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                self.train_seconds += time.perf_counter() - start
-                self.step += 1
-        except Diverged as err:
-            log.error("diverged: %s", err)
-            self.write_tables()
-            self.write_status("diverged", message=str(err))
-            return "diverged"
+            except (RuntimeError, ValueError):
+                # An error from a state that had already diverged is that divergence; any other is raised.
+                message = self.settle(timer)
+                if message is None:
+                    raise
+                return self.end_diverged(message)
+            self.step += 1
         self.checkpoint("completed")
         return "completed"
+
+
+class StepTimer:
+    """Training seconds between the loop's boundaries, waiting for the device only there (not per step)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.started = device, None
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    def lap(self) -> float:
+        """Seconds since ``start`` (0 if not started), once the device has finished the work queued since."""
+        if self.started is None:
+            return 0.0
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds, self.started = time.perf_counter() - self.started, None
+        return seconds
 
 
 def finished(config: RunConfig, out: Path) -> str | None:
