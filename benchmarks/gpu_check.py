@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 #: Per section: seconds it may take (full run, smoke run).
-LIMITS = {"study": (150, 240), "step": (120, 120), "stacked": (60, 120), "slice": (140, 180)}
+LIMITS = {"study": (120, 240), "step": (100, 120), "stacked": (50, 120), "slice": (110, 180)}
 #: Paper evaluations are timed on this many latents (each is seconds on a GPU, minutes on a CPU).
 EVAL_LATENTS = 2
 
@@ -76,10 +76,10 @@ def section_commands(args) -> dict[str, tuple[list[str], Path]]:
     py, dev = sys.executable, args.device
     step = [py, "benchmarks/bench_vae_step.py", "--device", dev]
     step += (["--quick", "--sizes", "digits", "--estimators", "pathwise", "reinforce_loo"] if args.smoke
-             else ["--sizes", "paper", "--rounds", "6", "--seconds", "0.03"])
+             else ["--sizes", "paper", "--rounds", "4", "--seconds", "0.03"])
     stacked = [py, "benchmarks/bench_stacked_runs.py", "--device", dev]
     stacked += (["--quick", "--sizes", "digits", "--runs", "2"] if args.smoke
-                else ["--sizes", "paper", "--runs", "3", "8", "32", "--rounds", "4", "--seconds", "0.05"])
+                else ["--sizes", "paper", "--runs", "3", "8", "32", "--rounds", "3", "--seconds", "0.05"])
     return {
         "study": ([py, "-m", "snakemake", "--cores", "all", "--configfile", "study.yaml"], study_folder(args)),
         "step": (step, ROOT),
@@ -264,11 +264,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "results/gpu_check"))
     ap.add_argument("--commit", default=None, help="the commit the tree is at (the device copy has no .git)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (CI, on the CPU)")
-    ap.add_argument("--slice-steps", type=int, default=None, help="steps per latent in the slice (default 1500; smoke 5)")
+    ap.add_argument("--slice-steps", type=int, default=None, help="steps per latent in the slice (default 600; smoke 5)")
     ap.add_argument("--sections", nargs="+", default=list(LIMITS), choices=list(LIMITS))
     ap.add_argument("--slice-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    args.slice_steps = args.slice_steps or (5 if args.smoke else 1500)
+    args.slice_steps = args.slice_steps or (5 if args.smoke else 600)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.slice_only:
