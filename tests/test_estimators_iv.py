@@ -30,7 +30,7 @@ from estimators.gst import gapped_relaxation
 from estimators.indecater import IndeCateR
 from estimators.one_hot_view import class_logits, from_one_hot, to_one_hot
 from estimators.rodeo import Rodeo
-from experiments.problems import CLOSED_FORM_PROBLEMS, bernoulli_polynomial
+from experiments.problems import CLOSED_FORM_PROBLEMS, Problem, bernoulli_polynomial
 from stats import Z_TOL, assert_mean_matches
 from test_estimators_ii import NOT_DIFFERENTIABLE, bernoulli_direct, categorical_direct
 
@@ -93,6 +93,26 @@ def test_unbiased(problem_name, name, gen):
 def test_double_cv_is_unbiased_at_the_taylor_coefficient(problem_name, gen):
     problem = PROBLEMS[problem_name]()
     assert_mean_matches(_measure(estimators.get("double_cv", alpha=1.0), problem, gen), problem.exact_gradient())
+
+
+def _bernoulli_probs():
+    """bernoulli_polynomial with the distribution built from probabilities: the estimate reaches them through
+    the logits torch derives from them."""
+    w = torch.tensor([0.5, 1.0, 1.5], dtype=torch.float64)
+
+    def expectation(p):
+        return ((w.pow(2) * p * (1 - p)).sum(-1) + ((w * p).sum(-1) - 1.0).pow(2)).sum()
+
+    return Problem(name="bernoulli_probs", family="Bernoulli", params={"probs": torch.tensor([0.3, 0.6, 0.8],
+                   dtype=torch.float64)}, expectation=expectation,
+                   build=lambda p: ((lambda z: ((w * z).sum(-1) - 1.0).pow(2)), Independent(Bernoulli(probs=p), 1)))
+
+
+@pytest.mark.parametrize("name, opts", [("double_cv", {"alpha": 1.0}), ("rodeo", {}), ("indecater", {})])
+def test_unbiased_for_a_distribution_built_from_probabilities(name, opts, gen):
+    problem = _bernoulli_probs()
+    est = _trained(name, problem, gen, **opts)
+    assert_mean_matches(_measure(est, problem, gen), problem.exact_gradient())
 
 
 def test_every_estimator_and_f_depending_on_the_parameters_is_covered():
