@@ -491,7 +491,7 @@ def _agreement_rows(frame: pd.DataFrame, keys: list[str], seconds_col: str, sour
     a = frame[frame.device == devices[0]].set_index(keys)
     for other in devices[1:]:
         b = frame[frame.device == other].set_index(keys)
-        joined = a.join(b, suffixes=("_a", "_b"), how="inner")
+        joined = a.join(b, lsuffix="_a", rsuffix="_b", how="inner")  # suffixes= only from pandas 3
         for idx, r in joined.iterrows():
             has_var = "total_variance_a" in joined
             z = ((r["total_variance_a"] - r["total_variance_b"])
