@@ -34,6 +34,7 @@ from estimators import iwae
 from estimators.measure import VarianceResult
 
 from . import closed_form, problems
+from . import jobtime
 from .cli import checked, failures_as_one_line, job_arguments
 from .devices import device_name, resolve_device
 from .estimator_spec import EstimatorSpec
@@ -351,6 +352,7 @@ def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
+    jobtime.mark_started("synthetic")
     ap, args = job_arguments("gradvar synthetic study (exact gradients)",
                              "run config, YAML or JSON (see RunConfig for every key)",
                              "output folder for synthetic.csv and skipped.csv", argv)

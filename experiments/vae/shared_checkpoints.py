@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from .. import checkpoint
+from .. import jobtime
 from ..cli import checked, failures_as_one_line, job_arguments
 from ..estimator_spec import EstimatorSpec
 from .. import result_tables
@@ -152,6 +153,7 @@ def load_job(path: str) -> tuple[JobConfig, list[tuple[EstimatorSpec, list[int]]
 
 
 def main(argv=None) -> None:
+    jobtime.mark_started("vae_shared_checkpoints")
     ap, args = job_arguments("Measure an estimator at every checkpoint of one run",
                              "job config, YAML or JSON (see JobConfig)", "CSV to write", argv)
     job, specs = checked(ap, load_job, args.config)

@@ -61,6 +61,7 @@ from torch.nn import functional as F
 
 from estimators.sampling import GeneratorStack
 
+from .. import jobtime
 from ..cli import checked, failures_as_one_line
 from ..preemption import NO_STOP, StopRequests, exit_stopped
 from . import objectives
@@ -424,6 +425,7 @@ def train_stacked(configs: list[RunConfig], outs: list[Path], stop=NO_STOP) -> l
 
 
 def main(argv=None) -> None:
+    jobtime.mark_started("vae_train_stacked")
     ap = argparse.ArgumentParser(description="Train N runs of one cell (configs equal but for the seed) as one "
                                              "batched model")
     ap.add_argument("--config", action="append", default=[],

@@ -52,6 +52,7 @@ import estimators
 
 from .. import checkpoint
 from .. import data as data_mod
+from .. import jobtime
 from ..cli import checked, failures_as_one_line, job_arguments
 from ..devices import device_name, resolve_device
 from .. import result_tables
@@ -415,6 +416,7 @@ def train(config: RunConfig, out: Path, stop=NO_STOP) -> str:
 
 
 def main(argv=None) -> None:
+    jobtime.mark_started("vae_train")
     ap, args = job_arguments(
         "Train a VAE with one gradient estimator",
         "run config, YAML or JSON (see experiments/vae/run_config.py for every key; default: all defaults)",

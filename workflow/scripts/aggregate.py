@@ -7,6 +7,7 @@ import sys
 
 import pandas as pd
 
+from experiments import jobtime
 from experiments import aggregate as agg
 from experiments import result_tables
 from experiments.io import atomic_write_text, write_csv_atomic
@@ -15,6 +16,7 @@ from experiments.typed_config import parse
 from experiments.vae.latent import LatentSpec
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
+jobtime.mark_started("aggregate")
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 log = logging.getLogger("aggregate")
 

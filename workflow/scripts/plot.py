@@ -3,10 +3,12 @@ import logging
 
 import pandas as pd
 
+from experiments import jobtime
 from experiments.plots import FIGURE_TABLES, FIGURES
 from experiments.provenance import TEXT_DTYPES
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
+jobtime.mark_started("figure")
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 
 

@@ -4,10 +4,12 @@ import logging
 
 import pandas as pd
 
+from experiments import jobtime
 from experiments.io import atomic_write_text
 from experiments.provenance import TEXT_DTYPES
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
+jobtime.mark_started("table_html")
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 MAX_ROWS = 2000  # the raw tables can be long; the CSV next to the HTML has every row
 

@@ -1,0 +1,105 @@
+"""Where a whole study's time goes: per rule, its jobs, wall and CPU seconds, and the share spent starting up.
+
+    python benchmarks/bench_study.py [--configfile config/config.yaml] [--cores 2] [--out bench_study.csv]
+        [--before earlier.csv]
+
+Runs the study from scratch with ``snakemake --cores N`` in a copy of the workflow (a temporary folder: the
+checkout's ``results/`` are left as they are), with ``GRADVAR_JOB_TIMES`` set, so every Python job records its
+CPU and wall seconds and the part of them spent before its work began: the interpreter and its imports
+(``experiments/jobtime.py``). Per rule it prints the number of jobs, their wall and CPU seconds, their start-up
+CPU seconds and its share of the rule's CPU; then the study's wall time, its total CPU (every process Snakemake
+started, and Snakemake itself) and the start-up share of that total. ``--out`` writes the per-rule table as CSV;
+``--before`` reads such a CSV of an earlier run (another commit, the same machine) and prints after/before
+ratios of the wall time, CPU time and start-up share. Not a test: it asserts nothing, it prints numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+COPIED = ("Snakefile", "workflow", "profiles", "config")
+TOTAL = "(study)"
+
+
+def run_study(configfile: str, cores: int, work: Path, extra: list[str]) -> tuple[float, float, Path]:
+    """Run the study in ``work``; returns its wall seconds, the CPU seconds of everything it started, and the
+    job-times file."""
+    for item in COPIED:
+        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, work / item)
+    times = work / "job_times.jsonl"
+    env = {**os.environ, "GRADVAR_JOB_TIMES": str(times),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", configfile,
+                           *extra], cwd=work, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"the study failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, times
+
+
+def per_rule(times: Path, wall: float, cpu: float) -> pd.DataFrame:
+    """One row per rule (label) and one for the whole study; jobs that do not record (shell one-liners,
+    Snakemake itself) are the study row's remainder."""
+    jobs = pd.DataFrame([json.loads(line) for line in times.read_text().splitlines() if line.strip()])
+    rules = jobs.groupby("label").agg(jobs=("cpu", "size"), wall_s=("wall", "sum"), cpu_s=("cpu", "sum"),
+                                      startup_cpu_s=("startup_cpu", "sum"), startup_wall_s=("startup_wall", "sum"))
+    rules = rules.reset_index().rename(columns={"label": "rule"})
+    total = {"rule": TOTAL, "jobs": int(rules["jobs"].sum()), "wall_s": wall, "cpu_s": cpu,
+             "startup_cpu_s": float(rules["startup_cpu_s"].sum()), "startup_wall_s": float(rules["startup_wall_s"].sum())}
+    table = pd.concat([rules, pd.DataFrame([total])], ignore_index=True)
+    table["startup_share_of_cpu"] = table["startup_cpu_s"] / table["cpu_s"]
+    table["other_cpu_s"] = float("nan")
+    table.loc[table["rule"] == TOTAL, "other_cpu_s"] = cpu - float(rules["cpu_s"].sum())  # Snakemake, shells
+    return table
+
+
+def report(table: pd.DataFrame, before: pd.DataFrame | None) -> str:
+    lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}")]
+    total = table.set_index("rule").loc[TOTAL]
+    lines.append(f"\nstudy: {total['wall_s']:.0f} s wall, {total['cpu_s']:.0f} s CPU, {int(total['jobs'])} Python jobs; "
+                 f"start-up {total['startup_cpu_s']:.0f} s CPU = {total['startup_share_of_cpu']:.1%} of the CPU "
+                 f"(Snakemake and shells: {total['other_cpu_s']:.0f} s)")
+    if before is not None:
+        old = before.set_index("rule").loc[TOTAL]
+        lines.append(f"after/before: wall {total['wall_s'] / old['wall_s']:.2f}, CPU {total['cpu_s'] / old['cpu_s']:.2f}, "
+                     f"jobs {int(total['jobs'])}/{int(old['jobs'])}, start-up share {total['startup_share_of_cpu']:.1%} "
+                     f"(before {old['startup_share_of_cpu']:.1%})")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configfile", default="config/config.yaml")
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--out", help="write the per-rule table here (CSV)")
+    ap.add_argument("--before", help="a per-rule CSV of an earlier run: print after/before ratios")
+    ap.add_argument("--keep", help="run in this folder and keep it (default: a temporary folder)")
+    ap.add_argument("snakemake_args", nargs="*", help="passed to snakemake (after --), e.g. --config seeds='[0]'")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench_study.") as tmp:
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        wall, cpu, times = run_study(args.configfile, args.cores, work, args.snakemake_args)
+        table = per_rule(times, wall, cpu)
+    if args.out:
+        table.to_csv(args.out, index=False)
+    print(report(table, pd.read_csv(args.before) if args.before else None))
+
+
+if __name__ == "__main__":
+    main()
