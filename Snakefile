@@ -27,8 +27,6 @@ wildcard_constraints:
     estimator=ESTIMATOR_FOLDER_PATTERN,
     latent=ID_PATTERN,
     dataset=DATASET_PATTERN,
-    figure="|".join(FIGURES),
-    table="|".join(TABLES),
 
 
 localrules:
@@ -47,6 +45,7 @@ rule all:
         claim=f"{R}/tables/variance_claim.csv",
         elbo=f"{R}/tables/elbo_table.csv",
         cost=f"{R}/tables/cost_table.csv",
+        findings=f"{R}/findings.md",
         figures=expand(f"{R}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["png", "pdf"]),
         tables=expand(f"{R}/tables/{{table}}.html", table=TABLES),
     default_target: True

@@ -13,13 +13,17 @@ T = TypeVar("T")
 
 def job_arguments(description: str, config_help: str, out_help: str, argv=None,
                   extend: Callable[[argparse.ArgumentParser], None] | None = None,
-                  config_required: bool = True) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+                  config_required: bool = True, many: bool = False) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """``--config`` and ``--out``; with ``many``, each may repeat (lists, one ``--out`` per ``--config``)."""
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--config", required=config_required, help=config_help)
-    ap.add_argument("--out", required=True, help=out_help)
+    action = "append" if many else "store"
+    ap.add_argument("--config", required=config_required, action=action, help=config_help)
+    ap.add_argument("--out", required=True, action=action, help=out_help)
     if extend is not None:
         extend(ap)
     args = ap.parse_args(argv)
+    if many and len(args.config or []) != len(args.out):
+        ap.error(f"got {len(args.config or [])} --config and {len(args.out)} --out; give one --out per --config")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     return ap, args
 

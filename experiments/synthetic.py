@@ -352,14 +352,16 @@ def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
+    """One or more ``--config C --out DIR`` pairs (the pipeline gives every seed of an estimator to one job)."""
     jobtime.mark_started("synthetic")
     ap, args = job_arguments("gradvar synthetic study (exact gradients)",
-                             "run config, YAML or JSON (see RunConfig for every key)",
-                             "output folder for synthetic.csv and skipped.csv", argv)
-    config = checked(ap, load_config, args.config)
+                             "run config, YAML or JSON (see RunConfig for every key); repeat with --out for more runs",
+                             "output folder for synthetic.csv and skipped.csv, one per --config", argv, many=True)
+    configs = [checked(ap, load_config, path) for path in args.config]
     with failures_as_one_line(ap):
-        frame = run(config, Path(args.out))
-    log.info("wrote %d rows to %s", len(frame), Path(args.out) / "synthetic.csv")
+        for config, out in zip(configs, args.out):
+            frame = run(config, Path(out))
+            log.info("wrote %d rows to %s", len(frame), Path(out) / "synthetic.csv")
 
 
 if __name__ == "__main__":

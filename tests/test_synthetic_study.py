@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from experiments import synthetic
 
@@ -68,3 +69,28 @@ def test_a_config_error_is_one_line_from_the_command_line(tmp_path):
     assert res.stderr.strip() == ("config error: measurement.min_estimate: unknown key (did you mean 'min_estimates'?); "
                                   "valid keys: chunk_size, max_estimates, min_estimates, target_rse, timing_calls, "
                                   "warmup_calls")
+
+
+def test_one_job_runs_several_seeds_each_as_it_would_alone(tmp_path):
+    """The pipeline gives every seed of an estimator to one process (one start-up): each seed's table equals
+    the one its own process writes (timing columns aside)."""
+    base = yaml.safe_load((ROOT / "config/synthetic/example.yaml").read_text())
+    configs = []
+    for seed in (0, 1):
+        path = tmp_path / f"seed{seed}.yaml"
+        path.write_text(yaml.safe_dump({**base, "seed": seed}))
+        configs.append(path)
+    args = [a for seed, c in enumerate(configs) for a in ("--config", str(c), "--out", str(tmp_path / f"both/s{seed}"))]
+    subprocess.run([sys.executable, "-m", "experiments.synthetic", *args], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "experiments.synthetic", "--config", str(configs[1]), "--out",
+                    str(tmp_path / "alone")], cwd=ROOT, check=True, capture_output=True)
+    timing = ["seconds_per_estimate", "work_normalized_variance"]
+    both, alone = (pd.read_csv(p / "synthetic.csv").drop(columns=timing) for p in (tmp_path / "both/s1", tmp_path / "alone"))
+    pd.testing.assert_frame_equal(both, alone)
+    assert set(pd.read_csv(tmp_path / "both/s0/synthetic.csv")["seed"]) == {0}
+
+
+def test_config_and_out_pairs_must_match(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "experiments.synthetic", "--config", "a.yaml", "--config", "b.yaml",
+                          "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and "give one --out per --config" in res.stderr

@@ -27,6 +27,7 @@ rule aggregate:
         cost_md=f"{R}/tables/cost_table.md",
         cost_tex=f"{R}/tables/cost_table.tex",
         devices=f"{R}/tables/device_comparison.csv",
+        findings=f"{R}/findings.md",
     log:
         f"{LOGS}/aggregate.log",
     params:
@@ -41,36 +42,36 @@ rule aggregate:
         "../scripts/aggregate.py"
 
 
-rule table_html:
-    """One table of the study as HTML, shown inline in the report with its caption."""
+rule tables_html:
+    """Every table of the study as HTML, shown inline in the report, each with its own caption (one job)."""
     input:
-        table=f"{R}/tables/{{table}}.csv",
+        **{table: f"{R}/tables/{table}.csv" for table in TABLES},
     output:
-        html=report(f"{R}/tables/{{table}}.html", caption="../report/table.rst", category="Tables",
-                    subcategory="{table}"),
+        **{table: report(f"{R}/tables/{table}.html", caption=caption_file("tables", table, TABLES[table]),
+                         category="Tables", subcategory=table) for table in TABLES},
     log:
-        f"{LOGS}/tables/{{table}}.log",
+        f"{LOGS}/tables_html.log",
     params:
-        caption=table_caption,
+        tables=list(TABLES),
     conda:
         "../envs/gradvar.yaml"
     script:
         "../scripts/table_html.py"
 
 
-rule figure:
-    """One figure of the study, as PNG (in the report) and PDF."""
+rule figures:
+    """Every figure of the study, as PNG (in the report, each with its own caption) and PDF (one job)."""
     input:
         **{table: f"{R}/tables/{table}.csv" for table in FIGURE_TABLES},
     output:
-        png=report(f"{R}/figures/{{figure}}.png", caption="../report/figure.rst", category="Figures",
-                   subcategory="{figure}"),
-        pdf=f"{R}/figures/{{figure}}.pdf",
+        **{f"{figure}_png": report(f"{R}/figures/{figure}.png", caption=caption_file("figures", figure,
+                                                                                     FIGURES[figure].caption),
+                                   category="Figures", subcategory=figure) for figure in FIGURES},
+        **{f"{figure}_pdf": f"{R}/figures/{figure}.pdf" for figure in FIGURES},
     log:
-        f"{LOGS}/figures/{{figure}}.log",
+        f"{LOGS}/figures.log",
     params:
-        figure=lambda wildcards: wildcards.figure,
-        caption=figure_caption,
+        figures=list(FIGURES),
         threshold=config["claim"]["threshold"],
     conda:
         "../envs/gradvar.yaml"

@@ -4,6 +4,7 @@ import json
 import re
 import os
 import sys
+from pathlib import Path
 
 import snakemake.utils
 
@@ -112,9 +113,12 @@ def host_run_status(wildcards):
     return f"{R}/{host.path}/status.json"
 
 
-def figure_caption(wildcards):
-    return FIGURES[wildcards.figure].caption
-
-
-def table_caption(wildcards):
-    return TABLES[wildcards.table]
+def caption_file(kind, name, caption):
+    """A report caption file for one output of a rule that writes many (a figure, a table), made from its
+    registry entry (``FIGURES``, ``TABLES``: the one place a caption is written) under .snakemake/."""
+    path = Path(".snakemake", "gradvar_captions", kind, f"{name}.rst").resolve()
+    text = f"{name}: {caption}\n"
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(path)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from experiments import jobtime
 from experiments import aggregate as agg
+from experiments.findings import findings
 from experiments import result_tables
 from experiments.io import atomic_write_text, write_csv_atomic
 from experiments.plan import EXCLUSION_COLUMNS, checkpoint_steps, make_plan
@@ -125,6 +126,7 @@ write_table(lr_selection, sm.output.lr_selection, sm.output.lr_selection_md)
 write_table(elbo, sm.output.elbo, sm.output.elbo_md, sm.output.elbo_tex)
 write_table(cost, sm.output.cost, sm.output.cost_md, sm.output.cost_tex)
 write_csv_atomic(devices, sm.output.devices)
+atomic_write_text(sm.output.findings, findings(claim, summary, threshold))   # the answer in words
 not_completed = run_status[run_status.status != "completed"]
 log.info("aggregated %d synthetic rows, %d VAE runs (%d not completed), %d claim rows (%s)", len(synth),
          len(run_status), len(not_completed), len(claim), claim["verdict"].value_counts().to_dict() if len(claim) else {})

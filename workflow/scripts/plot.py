@@ -1,6 +1,7 @@
-"""Snakemake script: draw one figure of experiments.plots.FIGURES and save it as PNG and PDF."""
+"""Snakemake script: draw every figure of experiments.plots.FIGURES and save each as PNG and PDF."""
 import logging
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from experiments import jobtime
@@ -8,7 +9,7 @@ from experiments.plots import FIGURE_TABLES, FIGURES
 from experiments.provenance import TEXT_DTYPES
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-jobtime.mark_started("figure")
+jobtime.mark_started("figures")
 logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 
 
@@ -20,7 +21,9 @@ def read(path):
 
 
 tables = {name: read(sm.input[name]) for name in FIGURE_TABLES}
-fig = FIGURES[sm.params.figure].draw(tables, float(sm.params.threshold))
-fig.savefig(sm.output.png, dpi=150, bbox_inches="tight")
-fig.savefig(sm.output.pdf, bbox_inches="tight")
-logging.info("wrote %s", sm.output.png)
+for name in sm.params.figures:
+    fig = FIGURES[name].draw(tables, float(sm.params.threshold))
+    fig.savefig(sm.output[f"{name}_png"], dpi=150, bbox_inches="tight")
+    fig.savefig(sm.output[f"{name}_pdf"], bbox_inches="tight")
+    plt.close(fig)
+    logging.info("wrote %s", sm.output[f"{name}_png"])
