@@ -80,9 +80,12 @@ class Rodeo(LearnedLeaveOneOut):
         self.hidden = hidden
         self.alpha = nn.Parameter(torch.zeros((), dtype=DTYPE))
         self.beta = nn.Parameter(torch.zeros((), dtype=DTYPE))
-        # skip_init: nn.Linear would draw from torch's global generator; the first call fills the values.
-        self.net = nn.Sequential(nn.utils.skip_init(nn.Linear, 2, hidden, dtype=DTYPE), nn.LeakyReLU(0.3),
-                                 nn.utils.skip_init(nn.Linear, hidden, 2, dtype=DTYPE))
+        # nn.Linear initializes from torch's global generator: inside fork_rng, which leaves its state as it was
+        # (nn.utils.skip_init does too, but through the meta device, which costs every process that imports
+        # the estimators 0.3 s of sympy imports); the first call fills the values from its own generator.
+        with torch.random.fork_rng(devices=[]):
+            self.net = nn.Sequential(nn.Linear(2, hidden, dtype=DTYPE), nn.LeakyReLU(0.3),
+                                     nn.Linear(hidden, 2, dtype=DTYPE))
         with torch.no_grad():
             for param in self.net.parameters():
                 param.zero_()
