@@ -11,6 +11,11 @@ Shapes (checked at the edges):
 - samples ``z``: ``[n_samples, *batch_shape, *event_shape]``;
 - ``f(z)`` and ``out.value``: ``[n_samples, *batch_shape]``;
 - ``out.surrogate``: ``[]``, the mean over samples summed over the batch.
+
+An integrand that contains :math:`-\log q(z)` of the very distribution sampled (a Monte Carlo ELBO, the
+log-weight of an importance-weighted bound) can say that term apart: ``LogQSplit(rest, q)``. Every estimator
+calls it as ``f(z)``; those that declare ``Capabilities.needs_log_q`` (``stl``, ``dreg``) also call
+``f.stop_log_q(z)``, the same values with log q's parameters detached, and refuse a plain ``f``.
 """
 from __future__ import annotations
 
@@ -26,6 +31,32 @@ from . import families, registry, sampling
 from .capabilities import OBJECTIVES, Capabilities
 
 Objective = Callable[[Tensor], Tensor]
+
+
+class LogQSplit:
+    r"""An integrand with its log q term apart: :math:`f(z) = r(z) - \log q_\phi(z)`.
+
+    ``rest`` (:math:`r`) is everything else, with its own dependence on the parameters (for a VAE,
+    :math:`\log p_\theta(x, z)`: the decoder and the prior); ``q`` is the distribution the estimator samples;
+    ``log_density(q, z)`` its log-density formula (default ``q.log_prob``; the VAE's extends it off the discrete
+    support). ``f(z)`` is the integrand, so every estimator takes it as a plain ``f``. ``stop_log_q(z)`` has the
+    same values with :math:`\log q`'s parameters detached: :math:`\phi` then reaches it only along the
+    sampling path :math:`z = h_\phi(\epsilon)`, and the score term :math:`-\nabla_\phi \log q_\phi(z)` is
+    left out (what ``stl`` and ``dreg`` need to tell apart).
+    """
+
+    def __init__(self, rest: Objective, q: Distribution,
+                 log_density: Callable[[Distribution, Tensor], Tensor] | None = None):
+        self.rest, self.q = rest, q
+        self.log_density = log_density or (lambda dist, z: dist.log_prob(z))
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return self.rest(z) - self.log_density(self.q, z)
+
+    def stop_log_q(self, z: Tensor) -> Tensor:
+        """``f(z)`` with the parameters of ``q`` detached in the log q term (``rest`` untouched)."""
+        detached = families.rebuild(self.q, {k: v.detach() for k, v in families.parameters(self.q).items()})
+        return self.rest(z) - self.log_density(detached, z)
 
 
 @dataclass(frozen=True)
@@ -106,6 +137,17 @@ class Estimator(nn.Module):
         """Limits that only an instance shows (override where there are any)."""
         return None
 
+    def why_not_f(self, f: Objective, dist: Distribution) -> str | None:
+        """Why ``f`` does not suit this estimator on ``dist`` (``Capabilities.needs_log_q``), or ``None``."""
+        if not self.capabilities.needs_log_q:
+            return None
+        if not isinstance(f, LogQSplit):
+            return (f"it needs f to say its log q term apart, as estimators.base.LogQSplit(rest, q) with "
+                    f"f(z) = rest(z) - log q(z) and q the distribution sampled; got a plain {type(f).__name__}")
+        if f.q is not dist:
+            return "f's log q term (LogQSplit.q) must be the distribution it samples (the same object)"
+        return None
+
     def forward(self, f: Objective, dist: Distribution, n_samples: int = 1,
                 generator: torch.Generator | None = None, **kwargs) -> EstimatorOutput:
         self._check_call(f, dist, n_samples, generator)
@@ -132,6 +174,9 @@ class Estimator(nn.Module):
                 f"(it applies to: {self.families_doc}); estimators that do: "
                 f"{', '.join(others) if others else 'none'}"
             )
+        reason = self.why_not_f(f, dist)
+        if reason is not None:
+            raise ValueError(f"estimator {self.describe()!r} does not apply to this f: {reason}")
         if isinstance(generator, sampling.GeneratorStack):
             reason = self.why_not_stacked()
             if reason is not None:

@@ -79,6 +79,11 @@ class Capabilities:
         (``Estimator.stackable``).
     role: what kind of estimator it is, a key of ``ROLES`` (``None``: undeclared; such an estimator enters
         only the comparisons that name it or its id).
+    needs_log_q: whether ``f`` must say its log q term apart (``base.LogQSplit``: f(z) = r(z) - log q(z)
+        with ``q`` the distribution it samples), because the estimator treats log q's dependence on the
+        variational parameters differently from the rest's (``stl``, ``dreg``); it refuses a plain ``f``
+        (``Estimator.why_not_f``), and an objective that has no sampled log q term (the ELBO with an exact KL,
+        the K-sample bound in its K-tuple form) does not apply.
     """
 
     unbiased: bool
@@ -95,6 +100,7 @@ class Capabilities:
     objective: str = "expectation"
     stackable: bool = False
     role: str | None = None
+    needs_log_q: bool = False
 
     def __post_init__(self):
         unknown = sorted(set(self.requires) - set(REQUIREMENTS))

@@ -92,6 +92,14 @@ class IWAEToy:
 
 
 @dataclass(frozen=True)
+class GaussianIWAE:
+    """The K-sample bound of a linear-Gaussian model with a Normal latent (``problems.gaussian_iwae``, reference
+    by quadrature), at each K: pathwise (IWAE), DReG and the score-function estimators across K."""
+
+    k: list[int]
+
+
+@dataclass(frozen=True)
 class GammaCosts:
     costs: list[Literal["square", "log"]]
 
@@ -107,6 +115,7 @@ class Problems:
     bernoulli_toy: BernoulliToy | None = None
     categorical_toy: CategoricalToy | None = None
     bernoulli_iwae: IWAEToy | None = None
+    gaussian_iwae: GaussianIWAE | None = None
     gamma: GammaCosts | None = None
 
 
@@ -202,6 +211,8 @@ def iter_problems(grid: Problems) -> Iterator[Cell]:
         for k in grid.bernoulli_iwae.k:
             yield Cell("bernoulli_iwae", {"k": int(k), "dim": grid.bernoulli_iwae.dim},
                        problems.bernoulli_iwae(k=int(k), dim=grid.bernoulli_iwae.dim))
+    for k in grid.gaussian_iwae.k if grid.gaussian_iwae is not None else []:
+        yield Cell("gaussian_iwae", {"k": int(k), "dim": 1}, problems.gaussian_iwae(k=int(k)))
     if grid.gamma is not None:
         for name in grid.gamma.costs:
             make = {"square": problems.gamma_square, "log": problems.gamma_log}[name]
@@ -275,16 +286,18 @@ OBJECTIVE = "expectation"
 def measured_form(problem: problems.Problem, est, n_samples: int) -> tuple[problems.Problem, int, str | None]:
     """``(problem, n, reason)``: the problem and sample count ``est`` is called with, and why it does not
     apply (or None). On a K-sample bound problem ``n_samples`` counts K-tuples: an estimator of the bound
-    itself (vimco) takes the per-sample log-weight and K samples, one tuple; the others take the bound's
-    expectation form (``problem.build``) with ``n_samples`` tuples."""
-    _, dist = problem.build(*problem.leaves())
+    itself (vimco, dreg) takes the per-sample log-weight and K samples, one tuple; the others take the bound's
+    expectation form (``problem.build``) with ``n_samples`` tuples. An estimator that needs ``f`` to say its log q
+    term apart (``stl``, ``dreg``: ``Estimator.why_not_f``) applies only where the problem's ``f`` does."""
+    f, dist = problem.build(*problem.leaves())
     if problem.objective != "iwae":
-        return problem, n_samples, est.why_not(dist, n_samples, objective=OBJECTIVE)
-    _, q = problem.build_log_weight(*problem.leaves())
+        return problem, n_samples, est.why_not(dist, n_samples, objective=OBJECTIVE) or est.why_not_f(f, dist)
+    f_k, q = problem.build_log_weight(*problem.leaves())
     reason = iwae.why_not(est, q, problem.iwae_k, n_samples)
     if est.capabilities.objective == "iwae":
-        return dataclasses.replace(problem, build=problem.build_log_weight), problem.iwae_k, reason
-    return problem, n_samples, reason
+        return (dataclasses.replace(problem, build=problem.build_log_weight), problem.iwae_k,
+                reason or est.why_not_f(f_k, q))
+    return problem, n_samples, reason or est.why_not_f(f, dist)
 
 
 def f_evaluations(problem: problems.Problem, est, n_samples: int) -> int | None:

@@ -105,12 +105,14 @@ class VarianceSettings:
 class ObjectiveSettings:
     """What the runs optimize (``experiments/vae/objectives.py``). ``bound``: ``elbo``, split for the estimators
     by ``kl`` (``exact`` adds the KL's exact gradient directly, the estimators see log p(x|z); ``in_signal`` puts
-    the KL into the learning signal), or ``iwae``, the ``k``-sample importance-weighted bound (Burda et al.
-    2016), whose gradient ``vimco`` estimates from one K-tuple and every other estimator from ``n_samples``
-    K-tuples (``estimators/iwae.py``); ``kl`` does not apply to it."""
+    the closed-form KL, a constant in z, into the learning signal; ``sampled`` estimates the KL by sampling, the
+    estimators see the log-weight log p(x|z) + log p(z) - log q(z|x), the only form ``stl`` takes), or ``iwae``,
+    the ``k``-sample importance-weighted bound (Burda et al. 2016), whose gradient ``vimco`` and ``dreg`` estimate
+    from one K-tuple and every other estimator from ``n_samples`` K-tuples (``estimators/iwae.py``); ``kl`` does
+    not apply to it."""
 
     bound: Literal["elbo", "iwae"] = "elbo"
-    kl: Literal["exact", "in_signal"] = "exact"
+    kl: Literal["exact", "in_signal", "sampled"] = "exact"
     k: int = 5
 
     def validate(self) -> None:
