@@ -149,6 +149,15 @@ def test_dreg_is_unbiased_for_the_bound_and_equal_in_mean_to_the_iwae_gradient(k
     assert float(difference.max()) < Z_TOL
 
 
+@pytest.mark.parametrize("name, options, tuples", [("vimco", {}, 1), ("reinforce", {"baseline": "leave_one_out"}, 4)])
+def test_the_score_function_estimators_of_the_claim_are_unbiased_on_the_gaussian_bound(name, options, tuples):
+    problem = gaussian_iwae(k=5)
+    est = estimators.get(name, **options)
+    called, n_call, reason = measured_form(problem, est, tuples)
+    assert reason is None
+    _assert_mean(_measure(est, called.build, called.leaves(), n_call, 7, 40_000), problem.exact_gradient())
+
+
 def test_dreg_with_the_ordinary_iwae_weights_fails_the_mean_test():
     class OrdinaryWeights(Dreg):
         def path_weights(self, w):
@@ -265,3 +274,19 @@ def test_a_vae_run_trains_and_is_measured_with_stl_and_dreg(tmp_path):
         assert (variance["f_evaluations"] == evaluations).all() and variance["total_variance"].gt(0).all()
     with pytest.raises(ValueError, match=r"objective.kl: sampled"):
         train(resolve({**base, "estimator": {"id": "stl", "name": "stl"}}), tmp_path / "bad")
+
+
+def test_the_synthetic_study_measures_the_bound_across_k(tmp_path):
+    from experiments.synthetic import RunConfig, run
+
+    config = parse(RunConfig, {
+        "n_samples": [1], "measurement": {"min_estimates": 2000, "max_estimates": 2000, "timing_calls": 1},
+        "problems": {"gaussian_iwae": {"k": [1, 5]}},
+        "estimators": {e: {"name": e} for e in ("pathwise", "dreg", "stl", "vimco")}})
+    frame = run(config, tmp_path)
+    assert set(frame.estimator_id) == {"pathwise", "dreg", "vimco"}
+    assert set(frame.parameter) == {"loc", "scale", "weight"} and (frame.max_abs_bias_in_se < Z_TOL).all()
+    loc = frame[frame.parameter == "loc"].set_index(["k", "estimator_id"]).snr
+    assert loc[5, "dreg"] > 3 * loc[5, "pathwise"]
+    skipped = pd.read_csv(tmp_path / "skipped.csv")
+    assert set(skipped.estimator_id) == {"stl", "vimco"} and skipped.reason.str.contains("log q term|minimum 2").all()
