@@ -27,8 +27,11 @@ from .provenance import ROOT, TEXT_DTYPES, config_hash
 from .study_config import RESERVED_STUDY
 
 #: What a snapshot keeps of a study's results (paths under results/STUDY/).
-KEPT = ("figures/claim.png", "tables/claim_summary.md", "tables/variance_claim.md",
+KEPT = ("findings.md", "figures/claim.png", "tables/claim_summary.md", "tables/variance_claim.md",
         "figures/relaxation_temperature.png", "figures/elbo_curves.png", "figures/vae_variance_over_training.png")
+#: The README's blocks of a study (``<!-- KIND:STUDY:start -->`` ... ``end``) and the snapshot file each shows:
+#: the findings in words, or (snapshots made before findings.md existed) the claim summary.
+BLOCKS = {"findings": "findings.md", "claim-summary": "tables/claim_summary.md"}
 #: The folder of committed snapshots, one sub-folder per study (``results/snapshots/STUDY``): the one study
 #: name the config refuses.
 SNAPSHOTS = RESERVED_STUDY
@@ -40,23 +43,30 @@ def folder(study: str, root: Path = ROOT) -> Path:
     return root / "results" / SNAPSHOTS / study
 
 
-def block_markers(study: str) -> tuple[str, str]:
-    return f"<!-- claim-summary:{study}:start -->", f"<!-- claim-summary:{study}:end -->"
+def block_markers(study: str, kind: str = "findings") -> tuple[str, str]:
+    return f"<!-- {kind}:{study}:start -->", f"<!-- {kind}:{study}:end -->"
 
 
-def readme_block(study: str, readme: str) -> str:
-    start, end = block_markers(study)
+def readme_blocks(readme: str) -> list[tuple[str, str]]:
+    """The (kind, study) of every snapshot block in the README."""
+    import re
+
+    return re.findall(rf"<!-- ({'|'.join(BLOCKS)}):(\w+):start -->", readme)
+
+
+def readme_block(study: str, readme: str, kind: str = "findings") -> str:
+    start, end = block_markers(study, kind)
     if start not in readme or end not in readme:
         raise ValueError(f"README.md has no block {start} ... {end}")
     return readme.split(start, 1)[1].split(end, 1)[0].strip("\n")
 
 
-def update_readme(study: str, summary_md: str, readme_path: Path) -> None:
+def update_readme(study: str, text: str, readme_path: Path, kind: str = "findings") -> None:
     readme = readme_path.read_text()
-    start, end = block_markers(study)
+    start, end = block_markers(study, kind)
     before, rest = readme.split(start, 1)
     after = rest.split(end, 1)[1]
-    atomic_write_text(readme_path, f"{before}{start}\n{summary_md.strip()}\n{end}{after}")
+    atomic_write_text(readme_path, f"{before}{start}\n{text.strip()}\n{end}{after}")
 
 
 def producing_commit(results: Path) -> str:
@@ -103,7 +113,12 @@ def take(study: str, config_path: str, wall_time: str, root: Path = ROOT) -> Pat
         "- files: " + ", ".join(f"`{name}`" for name in KEPT),
         "",
     ]))
-    update_readme(study, (results / "tables" / "claim_summary.md").read_text(), root / "README.md")
+    readme = root / "README.md"
+    kinds = [kind for kind, name in readme_blocks(readme.read_text()) if name == study]
+    if not kinds:
+        raise ValueError(f"README.md has no block <!-- findings:{study}:start --> ... end for this study")
+    for kind in kinds:
+        update_readme(study, (results / BLOCKS[kind]).read_text(), readme, kind)
     return target
 
 

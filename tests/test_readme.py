@@ -121,7 +121,8 @@ def test_adding_an_estimator_takes_one_file_and_one_config_line(tmp_path, where)
     assert set(pd.read_csv(tables / "variance_claim.csv").comparison) == {"fixed_over_pathwise", "fixed_over_relaxation"}
 
 
-SNAPSHOT_STUDIES = sorted(re.findall(r"<!-- claim-summary:(\w+):start -->", README))
+SNAPSHOT_BLOCKS = sorted(re.findall(r"<!-- (findings|claim-summary):(\w+):start -->", README))
+SNAPSHOT_STUDIES = sorted({study for _, study in SNAPSHOT_BLOCKS})
 
 
 def test_the_readme_shows_the_default_and_the_mnist_answers():
@@ -135,11 +136,15 @@ def test_the_readme_shows_the_committed_answer(study):
     results = snapshot.folder(study)
     assert (results / "figures" / "claim.png").stat().st_size > 10_000
     assert f"](results/snapshots/{study}/figures/claim.png)" in README
-    assert snapshot.readme_block(study, README) == (results / "tables" / "claim_summary.md").read_text().strip()
+    kinds = [kind for kind, name in SNAPSHOT_BLOCKS if name == study]
+    assert kinds, study
+    for kind in kinds:  # the README shows what the snapshot holds: its findings (or, older, its summary)
+        assert snapshot.readme_block(study, README, kind) == (results / snapshot.BLOCKS[kind]).read_text().strip()
     provenance = (results / "SNAPSHOT.md").read_text()
     assert re.search(r"^- commit: g[0-9a-f]{12} ", provenance, flags=re.M), provenance  # one commit, no changes on it
-    assert all(f"`{name}`" in provenance for name in snapshot.KEPT)
-    for name in snapshot.KEPT:  # committed, and let in by .gitignore
+    kept = [name for name in snapshot.KEPT if (results / name).exists() or name != "findings.md"]
+    assert all(f"`{name}`" in provenance for name in kept)
+    for name in kept:  # committed, and let in by .gitignore
         assert (results / name).stat().st_size > 0
         ignored = subprocess.run(["git", "check-ignore", "-q", str(results / name)], cwd=ROOT)
         assert ignored.returncode == 1, f"{results / name} is ignored by .gitignore"
