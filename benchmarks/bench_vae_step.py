@@ -58,7 +58,7 @@ import estimators  # noqa: E402
 from experiments import data as data_mod  # noqa: E402
 from experiments.vae.model import VAE  # noqa: E402
 from experiments.vae.run_config import PRESETS, resolve  # noqa: E402
-from experiments.vae.objectives import ELBO_OBJECTIVE as OBJECTIVE  # noqa: E402
+from experiments.vae import objectives  # noqa: E402
 from experiments.vae.train import Run  # noqa: E402
 from timing import interleaved  # noqa: E402  (benchmarks/timing.py)
 
@@ -442,7 +442,7 @@ def bench_latent(size: str, label: str, layer: dict, spec: dict, rows, seconds, 
     for i, (est_id, name, options) in enumerate(rows):
         est = estimators.get(name, **options)
         n = N_SAMPLES // 2 if est.capabilities.evaluations_per_sample == 2 else N_SAMPLES  # arm/disarm: pairs
-        reason = est.why_not(q, n, objective=OBJECTIVE)
+        reason = objectives.why_not(est, q, n, base.objective)  # as a Run decides (stl: only with kl sampled)
         if reason is not None:
             print(f"  {est_id:18s} skipped: {reason}", flush=True)
             continue

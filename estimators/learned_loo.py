@@ -31,6 +31,7 @@ from torch.distributions import Bernoulli
 from . import families
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
+from .trained_state import OwnOptimizer
 from .sampling import draw
 
 #: Float64 control-variate parameters: their values enter every estimate.
@@ -51,7 +52,7 @@ def check_lr(lr) -> float:
     return float(lr)
 
 
-class LearnedLeaveOneOut(Estimator):
+class LearnedLeaveOneOut(OwnOptimizer, Estimator):
     """Sampling, the gradients of ``f`` at the samples, the surrogate and the training step; subclasses give
     ``_per_sample``, the per-sample terms whose mean over the samples is the estimate of d E[f] / d logits."""
 
@@ -82,23 +83,6 @@ class LearnedLeaveOneOut(Estimator):
         self._optimizer = None
         if state is not None:
             self._ensure_optimizer().load_state_dict(state)
-
-    # --- state ------------------------------------------------------------------------------------
-    def _own_parameters(self) -> list[torch.nn.Parameter]:
-        return list(self.parameters())
-
-    def _ensure_optimizer(self) -> torch.optim.Optimizer:
-        if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(self._own_parameters(), lr=self.lr)
-        return self._optimizer
-
-    def get_extra_state(self) -> dict:
-        return {"optimizer": None if self._optimizer is None else self._optimizer.state_dict()}
-
-    def set_extra_state(self, state: dict) -> None:
-        self._optimizer = None
-        if state.get("optimizer") is not None:
-            self._ensure_optimizer().load_state_dict(state["optimizer"])
 
     # --- the estimate -------------------------------------------------------------------------------
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:

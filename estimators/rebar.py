@@ -65,6 +65,7 @@ from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 from . import families, sampling
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
+from .trained_state import OwnOptimizer
 from .registry import register
 
 RELAXABLE = (Bernoulli, OneHotCategorical)
@@ -120,7 +121,7 @@ def not_differentiable(name: str) -> ValueError:
     )
 
 
-class _TrainedControlVariate(Estimator):
+class _TrainedControlVariate(OwnOptimizer, Estimator):
     """REBAR's machinery; RELAX adds a learned network to the control variate (``_extra_cv``)."""
 
     capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
@@ -143,23 +144,6 @@ class _TrainedControlVariate(Estimator):
     @property
     def current_temperature(self) -> float:
         return float(self.log_temperature.detach().exp())
-
-    # --- state ------------------------------------------------------------------------------------
-    def _own_parameters(self) -> list[nn.Parameter]:
-        return list(self.parameters())
-
-    def _ensure_optimizer(self) -> torch.optim.Optimizer:
-        if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(self._own_parameters(), lr=self.lr)
-        return self._optimizer
-
-    def get_extra_state(self) -> dict:
-        return {"optimizer": None if self._optimizer is None else self._optimizer.state_dict()}
-
-    def set_extra_state(self, state: dict) -> None:
-        self._optimizer = None
-        if state.get("optimizer") is not None:
-            self._ensure_optimizer().load_state_dict(state["optimizer"])
 
     # --- the estimate -------------------------------------------------------------------------------
     def _prepare(self, sample_like: Tensor, dist: Distribution, generator) -> None:

@@ -15,7 +15,6 @@ contract, refusals, and the trained control variates' checkpoints.
 """
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
@@ -33,6 +32,7 @@ from estimators.rodeo import Rodeo
 from experiments.problems import CLOSED_FORM_PROBLEMS, Problem, bernoulli_polynomial
 from stats import Z_TOL, assert_mean_matches
 from test_estimators_ii import NOT_DIFFERENTIABLE, bernoulli_direct, categorical_direct
+import trained
 
 N_ESTIMATES = 20_000
 REPLICAS = 64  # independent estimates per training call
@@ -43,18 +43,12 @@ TRAINED = {"rodeo": {"lr": 0.01}, "double_cv": {"lr": 0.01}}
 
 
 def _replicated(problem, c=REPLICAS):
-    leaves = [p.detach().unsqueeze(0).expand(c, *p.shape).clone().requires_grad_(True) for p in problem.leaves()]
-    return problem.build(*leaves), leaves
+    return trained.replicated(problem, c)
 
 
 def _train(est, problem, gen, steps, n_samples=2):
     """``steps`` train-mode calls; each call's gradient estimate (for bit-for-bit checks)."""
-    est.train()
-    grads = []
-    for _ in range(steps):
-        (f, dist), leaves = _replicated(problem)
-        grads.append(torch.autograd.grad(est(f, dist, n_samples, gen).surrogate, leaves)[0])
-    return grads
+    return trained.train(est, problem, gen, steps, n_samples, REPLICAS)
 
 
 def _measure(est, problem, gen, n_samples=2, n_estimates=N_ESTIMATES):
@@ -360,21 +354,6 @@ def test_eval_mode_and_no_grad_freeze_the_parameters(name, gen):
     assert any(not torch.equal(v, frozen[k]) for k, v in _tensors(est).items())
 
 
-def _checkpoint(est, gen) -> bytes:
-    buffer = io.BytesIO()
-    torch.save({"est": est.state_dict(), "gen": gen.get_state()}, buffer)
-    return buffer.getvalue()
-
-
-def _resume(name, blob, **opts):
-    state = torch.load(io.BytesIO(blob), weights_only=True)
-    est = estimators.get(name, **opts)
-    est.load_state_dict(state["est"])
-    gen = torch.Generator()
-    gen.set_state(state["gen"])
-    return est, gen
-
-
 @pytest.mark.parametrize("name", ["rodeo", "double_cv"])
 @pytest.mark.parametrize("saved_at", [0, 3])
 def test_checkpoint_resumes_bit_for_bit(name, saved_at):
@@ -382,11 +361,11 @@ def test_checkpoint_resumes_bit_for_bit(name, saved_at):
     opts = {"lr": 0.05}
     est, gen = estimators.get(name, **opts), torch.Generator().manual_seed(11)
     _train(est, problem, gen, steps=saved_at)
-    blob = _checkpoint(est, gen)
+    blob = trained.checkpoint(est, gen)
     if name == "rodeo":
         assert bool(est.initialized) == (saved_at > 0)
     uninterrupted = _train(est, problem, gen, steps=4)
-    resumed_est, resumed_gen = _resume(name, blob, **opts)
+    resumed_est, resumed_gen = trained.resume(name, blob, **opts)
     resumed = _train(resumed_est, problem, resumed_gen, steps=4)
     assert all(torch.equal(a, b) for a, b in zip(uninterrupted, resumed))
     assert _tensors(est).keys() == _tensors(resumed_est).keys()

@@ -3,7 +3,6 @@ checkpoint of ``est.state_dict()`` (optimizer state and RELAX's lazily built net
 ``weights_only=True``) resumes bit for bit, also from a state saved before the first call."""
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
@@ -11,24 +10,18 @@ import torch
 
 import estimators
 from experiments.problems import bernoulli_toy, categorical_polynomial
+import trained
 
 REPLICAS = 64  # independent estimates per training step: their summed squared norms are the variance loss
 
 
 def _replicated(problem, c=REPLICAS):
-    leaves = [p.detach().unsqueeze(0).expand(c, *p.shape).clone().requires_grad_(True) for p in problem.leaves()]
-    return problem.build(*leaves), leaves
+    return trained.replicated(problem, c)
 
 
 def _train(est, problem, gen, steps, n_samples=1):
-    """``steps`` calls in training mode; returns each call's gradient estimate (for bit-for-bit checks)."""
-    est.train()
-    grads = []
-    for _ in range(steps):
-        (f, dist), leaves = _replicated(problem)
-        out = est(f, dist, n_samples, gen)
-        grads.append(torch.autograd.grad(out.surrogate, leaves)[0])
-    return grads
+    """``steps`` train-mode calls; each call's gradient estimate (for bit-for-bit checks)."""
+    return trained.train(est, problem, gen, steps, n_samples, REPLICAS)
 
 
 def _variance(est, problem, gen):
@@ -79,21 +72,6 @@ def test_eval_mode_and_no_grad_freeze_the_parameters(name, gen):
     assert not torch.equal(est.state_dict()["cv_scale"], frozen["cv_scale"])
 
 
-def _checkpoint(est, gen) -> bytes:
-    buffer = io.BytesIO()
-    torch.save({"est": est.state_dict(), "gen": gen.get_state()}, buffer)
-    return buffer.getvalue()
-
-
-def _resume(name, blob, **opts):
-    state = torch.load(io.BytesIO(blob), weights_only=True)
-    est = estimators.get(name, **opts)
-    est.load_state_dict(state["est"])
-    gen = torch.Generator()
-    gen.set_state(state["gen"])
-    return est, gen
-
-
 def _assert_same_state(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
@@ -112,12 +90,12 @@ def test_checkpoint_resumes_bit_for_bit(name, make, saved_at):
     opts = {"lr": 0.05}
     est, gen = estimators.get(name, **opts), torch.Generator().manual_seed(11)
     _train(est, problem, gen, steps=saved_at)
-    blob = _checkpoint(est, gen)
+    blob = trained.checkpoint(est, gen)
     if name == "relax":
         assert (est.net is None) == (saved_at == 0)
     uninterrupted = _train(est, problem, gen, steps=5)
 
-    resumed_est, resumed_gen = _resume(name, blob, **opts)
+    resumed_est, resumed_gen = trained.resume(name, blob, **opts)
     resumed = _train(resumed_est, problem, resumed_gen, steps=5)
     assert all(torch.equal(a, b) for a, b in zip(uninterrupted, resumed))
     _assert_same_state(est, resumed_est)
