@@ -5,7 +5,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import itertools  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Callable  # noqa: E402
 
@@ -14,7 +16,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .aggregate import claim_samples, only_selected  # noqa: E402
+from .aggregate import STAGE_ORDER, claim_samples, only_selected  # noqa: E402
+from . import ranking as ranking_mod  # noqa: E402
 from .closed_form import variance_ratio_sum_of_squares  # noqa: E402
 
 MOHAMED = {"mohamed_quadratic": "(x - k)^2", "mohamed_exp": "exp(-k x^2)", "mohamed_cos": "cos(k x)"}
@@ -29,9 +32,16 @@ def _empty(title: str, message: str = "no data in this study") -> plt.Figure:
     return fig
 
 
+def _facet_title(grid: sns.FacetGrid, title: str) -> plt.Figure:
+    """A seaborn grid's figure with its title above the panels' titles (laid out again: never over them)."""
+    grid.figure.suptitle(title, fontsize=9)
+    grid.tight_layout()
+    return grid.figure
+
+
 def mohamed_variance(synth: pd.DataFrame, n_samples: int | None = None) -> plt.Figure:
     """Per-coordinate gradient variance against k for the three costs of Mohamed et al. 2020 (their Fig. 2-4)."""
-    data = synth[synth["problem"].isin(MOHAMED)]
+    data = synth[synth["problem"].isin(MOHAMED)] if "problem" in synth else synth
     if data.empty:
         return _empty("Variance vs k (Mohamed et al. 2020 costs)")
     n = n_samples if n_samples is not None else int(data["n_samples"].min())
@@ -44,17 +54,17 @@ def mohamed_variance(synth: pd.DataFrame, n_samples: int | None = None) -> plt.F
                        kind="line", marker="o", errorbar=None, facet_kws={"sharex": False, "sharey": False},
                        height=2.8, aspect=1.2)
     grid.set(yscale="log")
+    grid.set_titles("{row_name}, {col_name}", size=8)
     grid.set_axis_labels("k", "gradient variance")
     note = "" if not exact.any() else (f"\nnot drawn (variance below {ROUND_OFF_VARIANCE:g}, zero but for round-off): "
                                        + ", ".join(sorted(set(data.loc[exact, "estimator_id"] + " on "
                                                               + data.loc[exact, "cost"]))))
-    grid.figure.suptitle(f"Gradient variance vs k, N(1, 1), {n} sample(s) per estimate{note}", y=1.02, fontsize=9)
-    return grid.figure
+    return _facet_title(grid, f"Gradient variance vs k, N(1, 1), {n} sample(s) per estimate{note}")
 
 
 def dimension_ratio(synth: pd.DataFrame, threshold: float) -> plt.Figure:
     """REINFORCE / pathwise variance ratio against dimension, with the closed form (experiments.closed_form)."""
-    data = synth[(synth["problem"] == "dimension") & (synth["parameter"] == "loc")]
+    data = synth[(synth["problem"] == "dimension") & (synth["parameter"] == "loc")] if "problem" in synth else synth
     if data.empty or not {"pathwise", "reinforce"} <= set(data["estimator_name"]):
         return _empty("Variance ratio vs dimension")
     keys = ["dim", "n_samples", "seed", "device"]
@@ -84,8 +94,7 @@ def vae_variance_over_training(variance: pd.DataFrame) -> plt.Figure:
                        row="dataset", kind="line", marker="o", errorbar=("pi", 100), height=3, aspect=1.2,
                        facet_kws={"sharey": False})
     grid.set_axis_labels("training step", "log10 mean variance")
-    grid.figure.suptitle("Encoder-gradient variance along each estimator's own training run", y=1.02)
-    return grid.figure
+    return _facet_title(grid, "Encoder-gradient variance along each estimator's own training run")
 
 
 def elbo_curves(metrics: pd.DataFrame) -> plt.Figure:
@@ -96,21 +105,57 @@ def elbo_curves(metrics: pd.DataFrame) -> plt.Figure:
                        row="dataset", kind="line", errorbar=("pi", 100), height=3, aspect=1.2,
                        facet_kws={"sharey": False})
     grid.set_axis_labels("training step", "ELBO (nats)")
-    grid.figure.suptitle("Train and test ELBO", y=1.02)
-    return grid.figure
+    return _facet_title(grid, "Train and test ELBO")
+
+
+#: A value under this fraction of its panel's largest is zero but for rounding (an exact estimator, a
+#: zero-variance gradient): not drawn on a log axis, where it would stretch the axis over 30 decades.
+ROUNDING_FRACTION = 1e-12
+
+
+def _bars(ax, frame: pd.DataFrame, y: str, x: str, hue: str, colours: dict) -> None:
+    """Horizontal bars of ``x`` per ``y`` (top to bottom in order of appearance), one per ``hue`` value."""
+    labels = list(dict.fromkeys(frame[y]))
+    hues = [h for h in colours if h in set(frame[hue])]
+    width = 0.8 / max(1, len(hues))
+    for i, h in enumerate(hues):
+        part = frame[frame[hue] == h].groupby(y, sort=False)[x].mean()
+        pos = [labels.index(label) - 0.4 + width * (i + 0.5) for label in part.index]
+        ax.barh(pos, part.to_numpy(), height=width, color=colours[h])
+    ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
 
 
 def work_normalized_variance(cost: pd.DataFrame) -> plt.Figure:
+    """Variance x seconds per estimate, one panel per synthetic problem or VAE latent (small multiples), a bar
+    per estimator and number of samples (and device); values zero but for rounding are named, not drawn."""
     data = cost.dropna(subset=["work_normalized_variance"]) if not cost.empty else cost
     if data.empty:
         return _empty("Work-normalized variance")
-    data = data.assign(where=np.where(data["source"] == "vae", data.get("latent", ""), data.get("problem", "")))
-    fig, ax = plt.subplots(figsize=(8, 0.35 * data["estimator_id"].nunique() * data["where"].nunique() + 2))
-    sns.barplot(data=data, y="estimator_id", x="work_normalized_variance", hue="where", ax=ax, errorbar=None)
-    ax.set(xscale="log", xlabel="variance x seconds per estimate", ylabel="",
-           title="Work-normalized variance (lower is better at equal compute)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    nan = pd.Series("", index=data.index)
+    where = np.where(data["source"] == "vae", "vae " + data.get("latent", nan).astype(str), data.get("problem", nan))
+    hue = "S=" + data["n_samples"].astype(float).astype(int).astype(str)
+    if data["device"].nunique() > 1:
+        hue = hue + " " + data["device"].astype(str)
+    data = data.assign(where=where, hue=hue)
+    colours = dict(zip(sorted(set(data["hue"]), key=lambda h: (len(h), h)),
+                       plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    panels = list(dict.fromkeys(data["where"]))
+    tallest = data.groupby("where")["estimator_id"].nunique().max()
+    fig, axes = _grid(len(panels), 3.6, 0.17 * tallest + 1.0, extra_h=1.0, max_cols=4)
+    for ax, panel in zip(axes, panels):
+        rows = data[data["where"] == panel]
+        noise = rows["work_normalized_variance"] <= ROUNDING_FRACTION * rows["work_normalized_variance"].max()
+        _bars(ax, rows[~noise], "estimator_id", "work_normalized_variance", "hue", colours)
+        ax.set_xscale("log")
+        ax.tick_params(axis="x", labelsize=6)
+        zero = ", ".join(dict.fromkeys(rows.loc[noise, "estimator_id"]))
+        ax.set_title(panel + (f"\nzero to rounding, not drawn: {zero}" if zero else ""), fontsize=7)
+        ax.set_xlabel("variance x seconds", fontsize=7)
+    fig.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()], list(colours),
+               loc="outside lower center", ncol=len(colours), fontsize=7, frameon=False)
+    fig.suptitle("Work-normalized variance: variance x seconds per estimate (lower is better at equal compute)",
+                 fontsize=9)
     return fig
 
 
@@ -127,73 +172,137 @@ def device_timings(cost: pd.DataFrame) -> plt.Figure:
 
 
 VERDICT_MARKERS = {"yes": "^", "no": "v", "undecided": "o", "missing": "x"}
+#: Line styles told apart at a glance, in order: a comparator each (the claim figure).
+DASHES = ["-", (0, (6, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (10, 2, 1, 2, 1, 2)), (0, (3, 3)), (0, (14, 4)),
+          (0, (1, 4))]
+EXACT_MARKER = "*"
+#: Tallest figure, in inches (4000 pixels at the pipeline's 150 dpi, less room for the titles).
+MAX_HEIGHT_IN = 24.0
 
 
-def _claim_axis(rows: pd.DataFrame) -> tuple[list, list[str], str]:
-    """x positions, tick labels and axis name for one family's settings."""
+def _grid(n: int, panel_w: float, panel_h: float, extra_h: float = 1.5, max_cols: int = 5, **kw):
+    """A figure of ``n`` small multiples, at most ``max_cols`` a row, no taller than ``MAX_HEIGHT_IN``
+    (panels shrink to fit), laid out by matplotlib's constrained layout; unused axes are off."""
+    ncols = max(1, min(max_cols, n))
+    nrows = -(-n // ncols)
+    panel_h = min(panel_h, (MAX_HEIGHT_IN - extra_h) / nrows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_w * ncols, panel_h * nrows + extra_h), squeeze=False,
+                             layout="constrained", **kw)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    return fig, list(axes.flat[:n])
+
+
+def _claim_axis(rows: pd.DataFrame) -> tuple[pd.DataFrame, list, list[str], str, bool]:
+    """One panel's x axis: ``rows`` with ``x`` and ``line`` (rows may be joined by a line only within one
+    ``line`` group: settings along one ordered axis), tick positions and labels (none: a numeric axis), the
+    axis name and whether it is logarithmic. VAE rows: the training stages. Synthetic rows: the one numeric
+    setting key that varies, or else categories grouped by the other keys, a line joining only the points
+    of a group along its numeric key (bernoulli_toy: dim=1, 10, 100 at each t), none across groups."""
     if rows["source"].iloc[0] == "vae":
-        order = ["start", "early", "middle", "late"]
-        stages = [s for s in order if s in set(rows["stage"])]
-        return [stages.index(s) for s in rows["stage"]], stages, "training stage"
+        stages = sorted(set(rows["stage"]), key=lambda st: STAGE_ORDER.get(st, 9))
+        return (rows.assign(x=rows["stage"].map(stages.index).astype(float), line=0), list(range(len(stages))),
+                stages, "training stage", False)
     settings = rows["setting"].map(json.loads)
-    for key in ("k", "dim"):
-        if settings.map(lambda v: key in v and len(v) == 1).all():
-            return list(settings.map(lambda v: v[key])), [], key
-    labels = list(dict.fromkeys(rows["setting"]))
-    return [labels.index(s) for s in rows["setting"]], [", ".join(f"{k}={v}" for k, v in json.loads(x).items()) for x in labels], "setting"
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    varying = [k for k in keys if settings.map(lambda s, k=k: json.dumps(s.get(k))).nunique() > 1]
+    numeric = [k for k in varying if settings.map(lambda s, k=k: isinstance(s.get(k), (int, float))).all()]
+    if len(varying) == 1 and numeric:
+        values = settings.map(lambda s: float(s[numeric[0]]))
+        log = bool(values.min() > 0 and values.max() / values.min() >= 100)
+        return rows.assign(x=values, line=0), [], [], numeric[0], log
+    axis = max(numeric, key=lambda k: settings.map(lambda s: s[k]).nunique()) if numeric else None
+    others = [k for k in varying if k != axis] or [k for k in keys if k != axis]
+    group = settings.map(lambda s: tuple(json.dumps(s.get(k)) for k in others))
+    along = settings.map(lambda s: s[axis]) if axis else pd.Series(0, index=rows.index)
+    order = sorted(set(zip(group, along)))
+    x = [float(order.index(key) + sorted(set(group)).index(key[0])) for key in zip(group, along)]  # a gap per group
+    labels = {xi: ", ".join(f"{k}={s.get(k)}" for k in ([axis] if axis else []) + others)
+              for xi, s in zip(x, settings)}
+    line = group if axis else pd.Series(range(len(rows)), index=rows.index)
+    return (rows.assign(x=x, line=line.to_numpy()), sorted(labels), [labels[xi] for xi in sorted(labels)],
+            "setting", False)
+
+
+def _claim_panels(claim: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple]]:
+    """The claim rows with ``samples_`` and ``parameter_``, and the panels: one per (family, parameter group,
+    comparison, number of samples), in the table's order of families, samples ascending."""
+    data = claim.assign(samples_=claim_samples(claim).astype(float),
+                        parameter_=(claim["parameter"] if "parameter" in claim else pd.Series(np.nan, index=claim.index)
+                                    ).fillna("").astype(str))
+    keys = ["family", "parameter_", "comparison"]
+    first = {key: i for i, key in enumerate(dict.fromkeys(zip(*(data[k] for k in keys))))}
+    panels = sorted(dict.fromkeys(zip(*(data[k] for k in keys), data["samples_"])), key=lambda p: (first[p[:3]], p[3]))
+    return data, panels
+
+
+def _draw_claim_panel(ax, rows: pd.DataFrame, colours: dict, styles: dict, threshold: float) -> int:
+    """One panel of the claim figure; returns how many of its rows are exact (drawn at the axis edges)."""
+    rows, ticks, labels, name, log = _claim_axis(rows)
+    exact = rows["interval"].eq("exact") | ~np.isfinite(rows["variance_ratio"].astype(float))
+    for (est, comp), series in rows[~exact].groupby(["estimator_id", "comparator_id"], sort=False):
+        y = np.log10(series["variance_ratio"].astype(float))
+        err = np.nan_to_num([y - np.log10(series["ci_low"].astype(float)),
+                             np.log10(series["ci_high"].astype(float)) - y], nan=0.0, posinf=0.0, neginf=0.0)
+        ax.errorbar(series["x"], y, yerr=err, ls="none", capsize=2, lw=0.8, color=colours[est], alpha=0.8)
+        for _, part in series.sort_values("x").groupby("line", sort=False):
+            ax.plot(part["x"], np.log10(part["variance_ratio"].astype(float)), color=colours[est],
+                    ls=styles[comp], lw=1.1, alpha=0.9)
+        for verdict, marker in VERDICT_MARKERS.items():
+            part = series[series["verdict"] == verdict]
+            ax.scatter(part["x"], np.log10(part["variance_ratio"].astype(float)), marker=marker, color=colours[est],
+                       s=16, zorder=3)
+    for _, row in rows[exact].iterrows():   # +inf at the top edge, 0 at the bottom one, no ratio (both exact) not drawn
+        ratio = float(row["variance_ratio"]) if pd.notna(row["variance_ratio"]) else math.nan
+        if not math.isnan(ratio):
+            ax.scatter([row["x"]], [0.95 if ratio > 1 else 0.05], marker=EXACT_MARKER, s=70, zorder=4,
+                       color=colours[row["estimator_id"]], edgecolors="black", linewidths=0.4,
+                       transform=ax.get_xaxis_transform(), clip_on=False)
+    for level, style in ((threshold, "--"), (10 * threshold, ":")):
+        ax.axhline(np.log10(level), color="grey", ls=style, lw=0.9)
+    ax.axhline(0, color="black", lw=0.5)
+    if ticks:
+        ax.set_xticks(ticks, labels, rotation=30, fontsize=6, ha="right")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(name, fontsize=7)
+    ax.set_ylabel("log10 variance ratio", fontsize=7)
+    ax.tick_params(labelsize=6)
+    return int(exact.sum())
 
 
 def claim_figure(claim: pd.DataFrame, threshold: float) -> plt.Figure:
-    """log10 variance ratio with its interval over seeds, per family of settings, at the smallest number
-    of samples; lines at the threshold and ten times it. The colour is the estimator (its config id), the
-    line style the comparator, the marker the verdict."""
+    """log10 variance ratio with its interval over seeds: one panel per family of settings, parameter group,
+    declared comparison and number of samples; lines at the threshold and ten times it. The colour is the
+    estimator (its config id), the line style the comparator (its id), the marker the verdict; exact rows (a
+    side with zero variance) are a star at the top (ratio +inf) or bottom (0) edge."""
     if claim.empty:
         return _empty("The variance claim")
-    data = claim.copy()
-    data["samples_"] = claim_samples(data)
-    data = data[data.groupby(["family", "comparison"])["samples_"].transform("min") == data["samples_"]]
-    if "parameter" in data:
-        first = data.groupby("family")["parameter"].transform(lambda p: p.dropna().iloc[0] if p.notna().any() else np.nan)
-        data = data[(data["parameter"] == first) | data["parameter"].isna()]
-    colours = dict(zip(dict.fromkeys(data["estimator_id"]), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
-    styles = dict(zip(dict.fromkeys(data["comparator_name"]), ["-", "--", ":", "-."] * 4))
-    panels = list(dict.fromkeys(zip(data["family"], data["comparison"])))
-    ncols = min(4, len(panels))
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows + 1.2), squeeze=False)
-    for ax, (family, comparison) in zip(axes.flat, panels):
-        rows = data[(data["family"] == family) & (data["comparison"] == comparison)]
-        x, ticks, name = _claim_axis(rows)
-        rows = rows.assign(x=x)
-        for (est, comp), series in rows.groupby(["estimator_id", "comparator_name"], sort=False):
-            series = series.sort_values("x")
-            y = np.log10(series["variance_ratio"])
-            err = [y - np.log10(series["ci_low"]), np.log10(series["ci_high"]) - y]
-            ax.errorbar(series["x"], y, yerr=err, capsize=2, lw=1, alpha=0.85, color=colours[est], ls=styles[comp])
-            for verdict, marker in VERDICT_MARKERS.items():
-                part = series[series["verdict"] == verdict]
-                ax.scatter(part["x"], np.log10(part["variance_ratio"]), marker=marker, color=colours[est], s=18, zorder=3)
-        for level, style in ((threshold, "--"), (10 * threshold, ":")):
-            ax.axhline(np.log10(level), color="grey", ls=style, lw=0.9)
-        ax.axhline(0, color="black", lw=0.5)
-        if ticks:
-            ax.set_xticks(range(len(ticks)), ticks, rotation=30, fontsize=7, ha="right")
-        if name == "dim":
-            ax.set_xscale("log")
-        ax.set_title(f"{family}: {comparison.replace('_', ' ')}, S={int(rows['samples_'].iloc[0])}", fontsize=8)
-        ax.set_xlabel(name, fontsize=8)
-        ax.set_ylabel("log10 variance ratio", fontsize=8)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_axis_off()
-    handles = ([plt.Line2D([], [], color=c, lw=2) for c in colours.values()]
-               + [plt.Line2D([], [], color="black", ls=st) for st in styles.values()]
+    data, panels = _claim_panels(claim)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = dict(zip(dict.fromkeys(data["estimator_id"]), palette * 4))
+    styles = dict(zip(dict.fromkeys(data["comparator_id"]), DASHES * 4))
+    fig, axes = _grid(len(panels), 3.6, 2.9, extra_h=1.6)
+    exact = 0
+    for ax, (family, parameter, comparison, samples) in zip(axes, panels):
+        rows = data[(data["family"] == family) & (data["parameter_"] == parameter) & (data["comparison"] == comparison)
+                    & (data["samples_"] == samples)]
+        exact += _draw_claim_panel(ax, rows, colours, styles, threshold)
+        where = f"{family}, {parameter}" if parameter else family
+        ax.set_title(f"{where}: {comparison.replace('_', ' ')}, S={samples:g}", fontsize=7)
+    handles = ([plt.Line2D([], [], color=c, lw=2.5) for c in colours.values()]
+               + [plt.Line2D([], [], color="black", ls=st, lw=1.2) for st in styles.values()]
                + [plt.Line2D([], [], marker=m, ls="", color="black") for m in VERDICT_MARKERS.values()])
     names = ([f"estimator {e}" for e in colours] + [f"over {c}" for c in styles]
              + [f"verdict {v}" for v in VERDICT_MARKERS])
-    fig.legend(handles, names, loc="lower center", ncol=min(6, len(names)), fontsize=7, frameon=False)
+    if exact:
+        handles.append(plt.Line2D([], [], marker=EXACT_MARKER, ls="", color="grey", markersize=10,
+                                  markeredgecolor="black"))
+        names.append("exact: a side has zero variance (top edge: ratio +inf, bottom: 0)")
+    fig.legend(handles, names, loc="outside lower center", ncol=min(5, len(names)), fontsize=7, frameon=False,
+               handlelength=4)
     fig.suptitle(f"The claim: variance ratio with its 95% interval over seeds (dashed: {threshold:g}, "
                  f"dotted: {10 * threshold:g})", fontsize=10)
-    fig.tight_layout(rect=(0, 0.05 + 0.02 * (len(names) // 6), 1, 0.97))
     return fig
 
 
@@ -226,21 +335,95 @@ def relaxation_rows(synth: pd.DataFrame, variance: pd.DataFrame) -> pd.DataFrame
             [["bias_norm", "total_variance", "mse"]].mean())
 
 
+RELAXATION_MEASURES = {"bias_squared": "-", "total_variance": "--", "mse": ":"}
+
+
 def relaxation_temperature(synth: pd.DataFrame, variance: pd.DataFrame) -> plt.Figure:
-    """Bias, variance and MSE of the relaxations against their temperature (means over seeds)."""
+    """Squared bias (norm), total variance and MSE of the relaxations against their temperature (means over
+    seeds), one panel per place (small multiples): the colour is the estimator, the line style the measure;
+    the three are in the same units (MSE = squared bias + variance)."""
     rows = relaxation_rows(synth, variance)
     if rows.empty:
         return _empty("Relaxations: bias, variance and MSE against temperature")
-    long = rows.melt(id_vars=["where", "estimator_name", "temperature"], value_vars=["bias_norm", "total_variance", "mse"],
-                     var_name="measure", value_name="value")
-    long = long[long["value"] > 0]
-    grid = sns.relplot(data=long, x="temperature", y="value", hue="estimator_name", col="measure", row="where",
-                       kind="line", marker="o", errorbar=None, height=2.3, aspect=1.3,
-                       facet_kws={"sharey": False, "sharex": True})
-    grid.set(xscale="log", yscale="log")
-    grid.set_titles("{row_name} | {col_name}", size=7)
-    grid.figure.suptitle("Relaxations: bias (norm), total variance and MSE against temperature", y=1.01)
-    return grid.figure
+    rows = rows.assign(bias_squared=rows["bias_norm"] ** 2)
+    colours = dict(zip(dict.fromkeys(rows["estimator_name"]), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    panels = list(dict.fromkeys(rows["where"]))
+    fig, axes = _grid(len(panels), 3.0, 2.4, extra_h=1.2)
+    for ax, where in zip(axes, panels):
+        for name, (measure, style) in itertools.product(colours, RELAXATION_MEASURES.items()):
+            part = rows[(rows["where"] == where) & (rows["estimator_name"] == name)].sort_values("temperature")
+            part = part[part[measure] > 0]
+            ax.plot(part["temperature"], part[measure], ls=style, marker="o", ms=3, lw=1, color=colours[name])
+        ax.set(xscale="log", yscale="log")
+        temperatures = sorted(set(rows.loc[rows["where"] == where, "temperature"]))
+        ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_title(where, fontsize=7)
+        ax.set_xlabel("temperature", fontsize=7)
+        ax.set_ylabel("squared bias, variance, MSE", fontsize=6)
+        ax.tick_params(which="both", labelsize=6)
+    handles = ([plt.Line2D([], [], color=c, lw=2) for c in colours.values()]
+               + [plt.Line2D([], [], color="black", ls=st) for st in RELAXATION_MEASURES.values()])
+    fig.legend(handles, [*colours, "squared bias (norm)", "total variance", "MSE"], loc="outside lower center",
+               ncol=len(handles), fontsize=7, frameon=False, handlelength=3)
+    fig.suptitle("Relaxations: squared bias, total variance and MSE against temperature (means over seeds)",
+                 fontsize=9)
+    return fig
+
+
+def _compact(value: float) -> str:
+    """A ratio in at most 5 characters: ``exact`` (0), ``3.2``, ``40``, ``2e3``."""
+    if value == 0:
+        return "exact"
+    if value < 9.95:
+        return f"{value:.1f}"
+    if value < 999.5:
+        return f"{value:.0f}"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+RANKING_PANELS = {"variance_vs_best": "variance x evaluations / best", "mse_vs_best": "MSE x evaluations / best",
+                  "seconds_vs_fastest": "seconds per estimate / fastest"}
+#: Ratios at or above 10^RANKING_DECADES share the darkest colour.
+RANKING_DECADES = 4
+
+
+def estimator_ranking_figure(ranking: pd.DataFrame) -> plt.Figure:
+    """Heat maps (estimators x families): the median over a family's settings of each estimator's variance and
+    MSE relative to the best at equal evaluations of f, and its seconds per estimate relative to the fastest;
+    the number in a cell is the ratio (1: the best; ``exact``: zero variance), blank where not measured."""
+    if ranking.empty:
+        return _empty("Estimator ranking")
+    fastest = ranking.groupby(ranking_mod.GROUP, sort=False)["seconds_per_estimate"].transform("min")
+    ranking = ranking.assign(seconds_vs_fastest=ranking["seconds_per_estimate"] / fastest)
+    tables = {value: ranking_mod.family_summary(ranking, value) for value in RANKING_PANELS}
+    estimators = list(tables["variance_vs_best"].index)
+    estimators += [e for t in tables.values() for e in t.index if e not in estimators]
+    biased = ranking.drop_duplicates("estimator_id").set_index("estimator_id")["unbiased"].map(
+        lambda u: str(u).lower() == "false")
+    labels = [f"{e} (biased)" if biased.get(e, False) else e for e in estimators]
+    families = list(dict.fromkeys(ranking["family"]))
+    width = 0.42 * len(families) + 0.6
+    fig, axes = plt.subplots(1, len(tables), figsize=(width * len(tables) + 2, 0.2 * len(estimators) + 2.2),
+                             layout="constrained", sharey=True)
+    cmap = plt.get_cmap("magma_r").with_extremes(bad="#eeeeee")
+    for ax, (value, table) in zip(axes, tables.items()):
+        table = table.reindex(index=estimators, columns=families)
+        with np.errstate(divide="ignore"):
+            shown = np.log10(table.to_numpy(dtype=float))
+        image = ax.imshow(np.where(np.isneginf(shown), 0.0, shown), cmap=cmap, vmin=0, vmax=RANKING_DECADES,
+                          aspect="auto", interpolation="nearest")
+        for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
+            if np.isfinite(v):
+                dark = v > 0 and np.log10(v) > RANKING_DECADES / 2
+                ax.text(j, i, _compact(v), ha="center", va="center", fontsize=5, color="white" if dark else "black")
+        ax.set_xticks(range(len(families)), families, rotation=45, ha="right", fontsize=6)
+        ax.set_yticks(range(len(estimators)), labels, fontsize=6)
+        ax.set_title(RANKING_PANELS[value], fontsize=8)
+    fig.colorbar(image, ax=list(axes), shrink=0.6, label=f"log10 ratio (>= {RANKING_DECADES}: darkest)")
+    fig.suptitle("Estimator ranking: median over each family's settings; descriptive, not a verdict", fontsize=9)
+    return fig
 
 
 @dataclass(frozen=True)
@@ -257,11 +440,15 @@ class FigureSpec:
 FIGURES: dict[str, FigureSpec] = {
     "claim": FigureSpec(
         lambda t, thr: claim_figure(t["variance_claim"], thr),
-        "The claim at a glance: for each family of settings and each declared comparison, the log10 ratio of "
-        "the estimator's gradient variance to the comparator's, with its 95% interval over seeds (a t-interval "
-        "on per-seed log ratios; with fewer than 3 seeds a measurement-only interval and no verdict), at the "
-        "smallest number of samples. Dashed line: the threshold; dotted: ten times it; the marker is the verdict "
-        "(up: yes, down: no, circle: undecided, cross: missing). Synthetic cells and shared checkpoints only."),
+        "The claim at a glance: one panel per family of settings, parameter group, declared comparison and number "
+        "of samples S (every S the study measures, so leave-one-out baselines, S >= 2, appear), the log10 ratio "
+        "of the estimator's gradient variance to the comparator's, with its 95% interval over seeds (a t-interval "
+        "on per-seed log ratios, never narrower than the measurement errors imply; with fewer than 3 seeds a "
+        "measurement-only interval and no verdict). Colour: the estimator; line style: the comparator; lines "
+        "join settings along one ordered axis only. Dashed line: the threshold; dotted: ten times it; the marker "
+        "is the verdict (up: yes, down: no, circle: undecided, cross: missing); a star at the top (bottom) edge is "
+        "an exact row, where the comparator's (estimator's) variance is zero to rounding. Synthetic cells and "
+        "shared checkpoints only."),
     "variance_vs_k": FigureSpec(
         lambda t, thr: mohamed_variance(t["synthetic_all"]),
         "Per-coordinate gradient variance of the loc and scale gradients against k for the three costs of "
@@ -282,16 +469,29 @@ FIGURES: dict[str, FigureSpec] = {
         "Train and test ELBO over training, per latent and estimator (range over seeds)."),
     "work_normalized_variance": FigureSpec(
         lambda t, thr: work_normalized_variance(t["cost_table"]),
-        "Work-normalized variance (total variance x seconds per estimate): lower is better at equal compute."),
+        "Work-normalized variance (total variance x seconds per estimate; lower is better at equal compute), one "
+        "panel per synthetic problem (median over its settings) or VAE latent (own runs), a bar per estimator and "
+        "number of samples; values zero but for rounding (an exact estimator) are named in the panel's title, "
+        "not drawn."),
     "relaxation_temperature": FigureSpec(
         lambda t, thr: relaxation_temperature(t["synthetic_all"], t["vae_variance"]),
-        "Bias-variance trade-off of the relaxations (Gumbel-softmax, ST Gumbel-softmax, Gumbel-Rao, ReinMax): "
-        "the norm of the bias against the exact gradient (synthetic toys) or the reference gradient (VAE, "
-        "late shared checkpoint), the total variance and the MSE, against the temperature, means over seeds. "
-        "One line per estimator; its points are the study's entries of that estimator at several temperatures "
-        "(annealed entries are left out: their temperature changes along training)."),
+        "Bias-variance trade-off of the relaxations (Gumbel-softmax, ST Gumbel-softmax, Gumbel-Rao, ReinMax), "
+        "one panel per place (a discrete toy's setting and number of samples, or a VAE latent at its late shared "
+        "checkpoint): the squared norm of the bias against the exact gradient (toys) or the reference gradient "
+        "(VAE), the total variance and the MSE (their sum, same units), against the temperature, means over "
+        "seeds. Colour: the estimator; line style: the measure; a line's points are the study's entries of that "
+        "estimator at several temperatures (annealed entries are left out: their temperature changes along "
+        "training)."),
+    "estimator_ranking": FigureSpec(
+        lambda t, thr: estimator_ranking_figure(t["estimator_ranking"]),
+        "Which estimator, where (descriptive, not a verdict): for each family of settings (a synthetic problem, "
+        "or a VAE latent at the shared checkpoints), each estimator's gradient variance and MSE relative to the "
+        "family's best at equal evaluations of f (variance x f-evaluations per estimate), and its seconds per "
+        "estimate relative to the fastest: the median over the family's settings and numbers of samples of the "
+        "ratios in estimator_ranking.csv (1: the best; exact: zero variance; blank: not measured there). "
+        "Biased estimators are marked; their MSE, not their variance, is the fair comparison."),
     "device_timings": FigureSpec(
         lambda t, thr: device_timings(t["cost_table"]),
         "Seconds per VAE training step, per estimator and device."),
 }
-FIGURE_TABLES = ("variance_claim", "synthetic_all", "vae_metrics", "vae_variance", "cost_table")
+FIGURE_TABLES = ("variance_claim", "synthetic_all", "vae_metrics", "vae_variance", "cost_table", "estimator_ranking")

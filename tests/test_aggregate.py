@@ -284,3 +284,56 @@ def test_claim_summary_of_a_study_whose_claim_has_only_vae_rows_or_only_syntheti
     synthetic = pd.DataFrame([{**base, "source": "synthetic", "family": "dimension", "setting": '{"dim": 3}',
                                "parameter": "loc", "n_samples": 2}])
     assert agg.claim_summary(synthetic, 100)["samples"].tolist() == [2]
+
+
+def _ranking_rows(variances: dict, evaluations: dict, seeds=(0, 1, 2), **extra) -> pd.DataFrame:
+    """Synthetic rows of one setting: estimator -> per-seed variances, estimator -> f evaluations per estimate."""
+    return pd.DataFrame([{"problem": "p", "setting": '{"dim": 2}', "parameter": "loc", "n_samples": 2, "device": "cpu",
+                          "estimator_id": est, "estimator_name": est, "unbiased": est != "relaxed", "seed": seed,
+                          "f_evaluations": evaluations[est], "total_variance": values[i], "total_variance_se": 0.0,
+                          "mse": values[i] + (1.0 if est == "relaxed" else 0.0), "seconds_per_estimate": 0.01,
+                          "grad_norm": 1.0, **extra}
+                         for est, values in variances.items() for i, seed in enumerate(seeds)])
+
+
+def test_the_estimator_ranking_compares_variance_at_equal_evaluations_with_intervals():
+    from experiments.ranking import RANKING_COLUMNS, estimator_ranking
+
+    # a: variance 4 at 2 evaluations (work 8); b: variance 1 at 4 evaluations (work 4, the best); relaxed:
+    # variance 0.5 at 2 (work 1, lowest variance) but biased: its MSE (1.5 x 2 = 3) is what compares.
+    rows = _ranking_rows({"a": [4.0, 4.4, 3.6], "b": [1.0, 1.0, 1.0], "relaxed": [0.5, 0.5, 0.5],
+                          "zero": [1e-20, 0.0, 1e-19]}, {"a": 2, "b": 4, "relaxed": 2, "zero": 2})
+    table = estimator_ranking(rows, pd.DataFrame()).set_index("estimator_id")
+    assert list(estimator_ranking(rows, pd.DataFrame()).columns) == RANKING_COLUMNS
+    assert table.loc["zero", "exact"] and table.loc["zero", "variance_vs_best"] == 0.0   # zero to rounding: exact
+    assert set(table["best_variance"]) == {"relaxed"}                                    # exact is not the best
+    assert table.loc["relaxed", "variance_vs_best"] == 1.0 and table.loc["relaxed", "rank"] == 2
+    assert table.loc["b", "variance_vs_best"] == pytest.approx(4.0)
+    expected_a = math.exp(np.mean(np.log(np.array([4.0, 4.4, 3.6]) * 2 / 1.0)))
+    assert table.loc["a", "variance_vs_best"] == pytest.approx(expected_a)
+    assert table.loc["a", "variance_ci_low"] < expected_a < table.loc["a", "variance_ci_high"]
+    assert table.loc["b", "variance_ci_low"] == pytest.approx(4.0)     # identical seeds, no SE: no width
+    # MSE x evaluations: relaxed 1.5 x 2 = 3 (the best), b 1 x 4 = 4, zero: zero to rounding (exact)
+    assert table.loc["zero", "mse_vs_best"] == 0.0 and table.loc["relaxed", "mse_vs_best"] == 1.0
+    assert table.loc["b", "mse_vs_best"] == pytest.approx(4.0 / 3.0) and set(table["best_mse"]) == {"relaxed"}
+    assert not table.loc["relaxed", "unbiased"] and table.loc["a", "unbiased"]
+    assert table.loc["a", "seconds_per_estimate"] == pytest.approx(0.01)
+
+
+def test_the_estimator_ranking_of_one_seed_and_of_vae_checkpoints():
+    from experiments.ranking import estimator_ranking
+
+    rows = _ranking_rows({"a": [2.0], "b": [1.0]}, {"a": 1, "b": 1}, seeds=(0,))
+    table = estimator_ranking(rows, pd.DataFrame()).set_index("estimator_id")
+    assert table.loc["a", "variance_vs_best"] == pytest.approx(2.0) and table.loc["a", "n_seeds"] == 1
+    vae = pd.DataFrame([{"protocol": protocol, "dataset": "digits", "latent": "bernoulli(8)", "step": step,
+                         "measured_n_samples": 1, "device": "cpu", "estimator_id": est, "estimator_name": name,
+                         "seed": 0, "f_evaluations": 1, "total_variance": var, "total_variance_se": 0.1 * var,
+                         "mse": var, "seconds_per_estimate": 0.01, "grad_norm": 10.0}
+                        for protocol in ("shared_checkpoints", "own_run") for step in (0, 100)
+                        for est, name, var in (("r", "reinforce", 100.0), ("g", "gumbel_softmax", 1.0))])
+    table = estimator_ranking(pd.DataFrame(), vae)
+    assert len(table) == 4 and set(table["setting"]) == {"step 0", "step 100"}   # own runs are not ranked
+    assert set(table["family"]) == {"vae bernoulli(8)"}
+    assert dict(zip(table["estimator_id"], table["unbiased"])) == {"g": False, "r": True}
+    assert estimator_ranking(pd.DataFrame(), pd.DataFrame()).empty

@@ -27,6 +27,8 @@ rule aggregate:
         cost_md=f"{R}/tables/cost_table.md",
         cost_tex=f"{R}/tables/cost_table.tex",
         devices=f"{R}/tables/device_comparison.csv",
+        ranking=f"{R}/tables/estimator_ranking.csv",
+        ranking_md=f"{R}/tables/estimator_ranking.md",
         findings=f"{R}/findings.md",
     log:
         f"{LOGS}/aggregate.log",

@@ -11,6 +11,7 @@ from experiments import jobtime
 from experiments import aggregate as agg
 from experiments.findings import findings
 from experiments import result_tables
+from experiments.ranking import estimator_ranking
 from experiments.io import atomic_write_text, write_csv_atomic
 from experiments.plan import EXCLUSION_COLUMNS, checkpoint_steps, make_plan
 from experiments.typed_config import parse
@@ -113,6 +114,7 @@ selected = [agg.only_selected(f) for f in (metrics, variance, run_status)]
 elbo = agg.elbo_table(selected[0], selected[2])
 cost = agg.cost_table(selected[0], selected[1], synth)
 devices = agg.device_comparison(synth, selected[0], selected[1])
+ranking = estimator_ranking(synth, selected[1])   # descriptive: which estimator, where
 
 write_csv_atomic(synth, sm.output.synthetic_all)
 write_csv_atomic(metrics, sm.output.vae_metrics)
@@ -126,6 +128,7 @@ write_table(lr_selection, sm.output.lr_selection, sm.output.lr_selection_md)
 write_table(elbo, sm.output.elbo, sm.output.elbo_md, sm.output.elbo_tex)
 write_table(cost, sm.output.cost, sm.output.cost_md, sm.output.cost_tex)
 write_csv_atomic(devices, sm.output.devices)
+write_table(ranking, sm.output.ranking, sm.output.ranking_md)
 atomic_write_text(sm.output.findings, findings(claim, summary, threshold))   # the answer in words
 not_completed = run_status[run_status.status != "completed"]
 log.info("aggregated %d synthetic rows, %d VAE runs (%d not completed), %d claim rows (%s)", len(synth),
