@@ -14,10 +14,13 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
-
-
 include: "workflow/rules/common.smk"
+
+
+include: "workflow/report/landing.smk"
+
+
+report: report_page("workflow/report/workflow.rst", f"{R}/findings.md")
 
 
 wildcard_constraints:

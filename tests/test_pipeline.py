@@ -51,7 +51,7 @@ def test_every_table_and_figure_exists(tiny):
             assert (tables / f"{name}.{ext}").stat().st_size > 0
     assert (tables / "claim_summary.md").stat().st_size > 0
     for name in ("claim_summary", "device_comparison", "excluded_cells", "run_status", "synthetic_all",
-                 "vae_metrics", "vae_variance"):
+                 "vae_metrics", "vae_variance", "estimator_ranking"):
         assert (tables / f"{name}.csv").exists()
     for fig in FIGURES:
         for ext in ("png", "pdf"):
@@ -67,6 +67,23 @@ def test_every_table_and_figure_exists(tiny):
     assert set(claim[claim.source == "vae"].stage) == {"start", "middle", "late"}
     relaxed = claim[claim.comparison == "reinforce_over_relaxation"]
     assert (relaxed.comparator_bias_norm > 0).all() and relaxed.mse_ratio.notna().all()
+
+
+def test_every_figure_of_the_tiny_study_is_legible(tiny):
+    """The saved figures are at most 4000 pixels tall, and none has overlapping titles, labels or legends."""
+    from PIL import Image
+
+    from experiments.plots import FIGURE_TABLES
+    from experiments.provenance import TEXT_DTYPES
+    from test_figures import MAX_PIXELS, overlapping
+
+    results = tiny / "results" / "tiny"
+    for name in FIGURES:
+        with Image.open(results / "figures" / f"{name}.png") as image:
+            assert image.size[1] <= MAX_PIXELS, (name, image.size)
+    tables = {t: pd.read_csv(results / "tables" / f"{t}.csv", dtype=TEXT_DTYPES) for t in FIGURE_TABLES}
+    for name, spec in FIGURES.items():
+        assert not overlapping(spec.draw(tables, 100.0)), name
 
 
 def test_tables_agree_with_the_raw_csvs(tiny):
@@ -120,6 +137,12 @@ def test_report_and_lint(tiny):
         assert f"{name}.html" in report or f"{name}.png" in report, name
         assert caption.split(":")[0][:40] in report, name   # each with its own caption
     assert (tiny / "results" / "tiny" / "tables" / "variance_claim.html").stat().st_size > 1000
+    # the landing page: the study's findings in words, and the way to the claim figure
+    findings = (tiny / "results" / "tiny" / "findings.md").read_text()
+    sentences = [re.match(r"[\w ,.()=\[\]]+", line[2:]).group(0) for line in findings.splitlines()
+                 if line.startswith("- ")]
+    assert sentences and all(len(s) >= 20 and s in report for s in sentences), sentences
+    assert "showResultInfo('results/tiny/figures/claim.png')" in report.split("workflow_desc")[1]
     lint = subprocess.run([*SNAKEMAKE, "--lint"], cwd=tiny, capture_output=True, text=True)
     assert "Congratulations, your workflow is in a good condition" in lint.stdout + lint.stderr
 
