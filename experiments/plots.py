@@ -178,12 +178,16 @@ DASHES = ["-", (0, (6, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (10, 2, 1, 2, 
 EXACT_MARKER = "*"
 #: Tallest figure, in inches (4000 pixels at the pipeline's 150 dpi, less room for the titles).
 MAX_HEIGHT_IN = 24.0
+#: The least height of a panel of small multiples, in inches: below it, more panels a row.
+MIN_PANEL_IN = 2.2
 
 
 def _grid(n: int, panel_w: float, panel_h: float, extra_h: float = 1.5, max_cols: int = 5, **kw):
-    """A figure of ``n`` small multiples, at most ``max_cols`` a row, no taller than ``MAX_HEIGHT_IN``
-    (panels shrink to fit), laid out by matplotlib's constrained layout; unused axes are off."""
-    ncols = max(1, min(max_cols, n))
+    """A figure of ``n`` small multiples, ``max_cols`` a row (more where the rows would not fit), no taller
+    than ``MAX_HEIGHT_IN`` (panels shrink to fit, to no less than ``MIN_PANEL_IN``), laid out by matplotlib's
+    constrained layout; unused axes are off."""
+    most_rows = max(1, int((MAX_HEIGHT_IN - extra_h) // min(panel_h, MIN_PANEL_IN)))
+    ncols = max(1, min(n, max(max_cols, -(-n // most_rows))))
     nrows = -(-n // ncols)
     panel_h = min(panel_h, (MAX_HEIGHT_IN - extra_h) / nrows)
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_w * ncols, panel_h * nrows + extra_h), squeeze=False,
@@ -315,11 +319,12 @@ def relaxation_rows(synth: pd.DataFrame, variance: pd.DataFrame) -> pd.DataFrame
     parts = []
     if len(synth):
         toys = synth[synth["problem"].isin(["bernoulli_toy", "categorical_toy"])]
-        parts.append(toys.assign(where=toys["problem"] + " " + toys["setting"] + " S=" + toys["n_samples"].astype(str)))
+        described = toys["setting"].map(lambda v: ", ".join(f"{k}={x}" for k, x in json.loads(v).items()))
+        parts.append(toys.assign(where=toys["problem"] + ": " + described + ", S=" + toys["n_samples"].astype(str)))
     if len(variance) and "protocol" in variance:
         shared = variance[variance["protocol"] == "shared_checkpoints"]
         late = shared[shared["step"] == shared.groupby("latent")["step"].transform("max")]
-        parts.append(late.assign(where="vae " + late["latent"] + " late S=" + late["measured_n_samples"].astype(str)))
+        parts.append(late.assign(where="vae " + late["latent"] + ": late, S=" + late["measured_n_samples"].astype(str)))
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if rows.empty or "estimator_name" not in rows:
         return pd.DataFrame()

@@ -295,3 +295,9 @@ def test_the_overlap_check_finds_a_title_over_a_panel_title():
     fig.suptitle("the figure's title", y=0.91)
     assert ("the figure's title", "a panel title") in overlapping(fig)
     plt.close(fig)
+
+
+def test_a_claim_figure_of_three_times_the_default_panels_grows_wider_not_taller(tmp_path):
+    claim = with_exact_rows(snapshot_claim("default"))
+    big = pd.concat([claim.assign(family=claim["family"] + suffix) for suffix in ("", "_b", "_c")], ignore_index=True)
+    _check(claim_figure(big, 100.0), tmp_path / "claim.png")
