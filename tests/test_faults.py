@@ -190,7 +190,7 @@ def test_ctrl_c_stops_a_test_run_in_the_middle_of_a_training_run(tmp_path):
         time.sleep(0.01)
     assert proc.poll() is None, "the inner test run ended before the signal"
     proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=60)[0]
+    out = proc.communicate(timeout=300)[0]  # seconds when idle; on a loaded machine, a minute or more
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-2000:]
     assert "KeyboardInterrupt" in out and not (run_dir / "second_test_ran").exists(), out[-2000:]
     assert _status(run_dir)["status"] == "running"  # no handler of the run's took the signal
@@ -463,7 +463,7 @@ def test_study_under_faults(tmp_path):
     (workdir / "faults.yaml").write_text(json.dumps({**FAULTS_STUDY, "vae": {**FAULTS_STUDY["vae"],
                                                                               "data_dir": str(data)}}))
     results = workdir / "results" / "faults"
-    synthetic_log = workdir / "logs" / "faults" / "synthetic" / "cpu" / "seed0" / "pathwise.log"
+    synthetic_log = workdir / "logs" / "faults" / "synthetic" / "cpu" / "pathwise.log"  # every seed of one estimator
     train_file = data / "mnist" / "train-images-idx3-ubyte.gz"
 
     # Synthetic jobs first (one core), so the data file can vanish after planning, before the VAE job.
