@@ -38,7 +38,9 @@ def run_study(configfile: str, cores: int, work: Path, extra: list[str]) -> tupl
     for item in COPIED:
         (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, work / item)
     times = work / "job_times.jsonl"
+    # The rules' `python` is this interpreter (not a version manager's shim, whose own start-up is not ours).
     env = {**os.environ, "GRADVAR_JOB_TIMES": str(times),
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
