@@ -57,7 +57,9 @@ def run_study(configfile: str, cores: int, work: Path, extra: list[str]) -> tupl
 def per_rule(times: Path, wall: float, cpu: float) -> pd.DataFrame:
     """One row per rule (label) and one for the whole study; jobs that do not record (shell one-liners,
     Snakemake itself) are the study row's remainder."""
-    jobs = pd.DataFrame([json.loads(line) for line in times.read_text().splitlines() if line.strip()])
+    lines = times.read_text().splitlines() if times.exists() else []  # code before experiments/jobtime.py: none
+    jobs = pd.DataFrame([json.loads(line) for line in lines if line.strip()],
+                        columns=["label", "cpu", "startup_cpu", "wall", "startup_wall"])
     rules = jobs.groupby("label").agg(jobs=("cpu", "size"), wall_s=("wall", "sum"), cpu_s=("cpu", "sum"),
                                       startup_cpu_s=("startup_cpu", "sum"), startup_wall_s=("startup_wall", "sum"))
     rules = rules.reset_index().rename(columns={"label": "rule"})
