@@ -177,6 +177,21 @@ def test_after_it():
 """
 
 
+def _as_at_a_terminal() -> None:
+    """The child starts as a program started at a terminal does: SIGINT neither ignored nor blocked (a test
+    worker's own signal state is not a user's)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _signal_state(pid: int) -> str:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    return ", ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def test_ctrl_c_stops_a_test_run_in_the_middle_of_a_training_run(tmp_path):
     """One SIGINT to a pytest process whose test is training a run in-process ends the whole test run
     (pytest's 'interrupted' exit, no further test), not just that test."""
@@ -184,13 +199,19 @@ def test_ctrl_c_stops_a_test_run_in_the_middle_of_a_training_run(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                              str(tmp_path / "test_inner.py")], cwd=tmp_path, env={**os.environ, "RUN_DIR": str(run_dir)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_as_at_a_terminal)
     deadline = time.time() + 120
     while _status(run_dir)["step"] < 20 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     assert proc.poll() is None, "the inner test run ended before the signal"
+    signals = _signal_state(proc.pid)
     proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=300)[0]  # seconds when idle; on a loaded machine, a minute or more
+    try:
+        out = proc.communicate(timeout=300)[0]  # seconds when idle; on a loaded machine, a minute or more
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"one SIGINT did not end the inner test run; its signal state was {signals}: "
+                             f"{proc.communicate()[0][-2000:]}") from None
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-2000:]
     assert "KeyboardInterrupt" in out and not (run_dir / "second_test_ran").exists(), out[-2000:]
     assert _status(run_dir)["status"] == "running"  # no handler of the run's took the signal
