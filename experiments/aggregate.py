@@ -501,7 +501,7 @@ def _agreement_rows(frame: pd.DataFrame, keys: list[str], seconds_col: str, sour
     a = frame[frame.device == devices[0]].set_index(keys)
     for other in devices[1:]:
         b = frame[frame.device == other].set_index(keys)
-        joined = a.join(b, lsuffix="_a", rsuffix="_b", how="inner")  # suffixes= only from pandas 3
+        joined = a.merge(b, left_index=True, right_index=True, suffixes=("_a", "_b"))  # join(suffixes=): pandas 3 only
         for idx, r in joined.iterrows():
             has_var = "total_variance_a" in joined
             z = ((r["total_variance_a"] - r["total_variance_b"])
