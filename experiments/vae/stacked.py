@@ -51,7 +51,6 @@ import argparse
 import copy
 import logging
 import math
-import time
 from pathlib import Path
 
 import torch
@@ -310,15 +309,6 @@ class StackedRuns:
         self._pulled = {}
 
     # --- the loop ------------------------------------------------------------------------------------
-    def _due_evaluation(self, run: Run) -> bool:
-        return run.evaluated_step < run.step and (run.due(int(self.config.eval.every))
-                                                  or run.due(int(self.config.variance.every)))
-
-    def _boundary(self, group: tuple[int, ...], level: int, stop) -> bool:
-        """As ``Run.at_boundary`` for the members of ``group`` (all at step ``level``)."""
-        return (any(self.runs[k].at_boundary(stop) for k in group)
-                or level % int(self.config.checkpoint_every) == 0)
-
     def _settle(self, timer: StepTimer, stepped: tuple[int, ...]) -> None:
         """At a boundary: the training time since the last one, shared among the members that stepped, and
         the members that diverged since, ended ``diverged`` at their step (as a run alone ends)."""
@@ -328,7 +318,6 @@ class StackedRuns:
         for k, (step, message) in self.divergence.read().items():
             if self.status[k] is None:
                 run = self.runs[k]
-                log.error("%s diverged: %s", run.out, message)
                 run.step = step
                 run.end_diverged(message)
                 self.status[k] = "diverged"
@@ -347,7 +336,7 @@ class StackedRuns:
                 break
             level = min(self.runs[k].step for k in live)
             group = tuple(k for k in live if self.runs[k].step == level)
-            if stepped and (group != stepped or self._boundary(group, level, stop)):
+            if stepped and (group != stepped or any(self.runs[k].at_boundary(stop) for k in group)):
                 self._settle(timer, stepped)
                 stepped = ()
                 continue  # members may have ended: the stack is made again
@@ -355,7 +344,7 @@ class StackedRuns:
                 for k in group:  # as the top of Run.run's loop, member by member
                     run = self.runs[k]
                     if run.evaluated_step < run.step:
-                        if self._due_evaluation(run):
+                        if run.due_evaluation():
                             self.pull(k)
                         if run.due(int(run.config.eval.every)):
                             run.evaluate()

@@ -304,12 +304,15 @@ class Run:
     def due(self, every: int) -> bool:
         return every > 0 and (self.step % every == 0 or self.step == int(self.config.train.steps))
 
+    def due_evaluation(self) -> bool:
+        """Whether an evaluation or a variance measurement is due at this step and not yet done."""
+        return self.evaluated_step < self.step and (self.due(int(self.config.eval.every))
+                                                    or self.due(int(self.config.variance.every)))
+
     def at_boundary(self, stop) -> bool:
         """Whether the loop evaluates, measures, checkpoints, stops or ends before the next step: the points where
         it waits for the device (time, divergence) and writes anything."""
-        return ((self.evaluated_step < self.step and (self.due(int(self.config.eval.every))
-                                                     or self.due(int(self.config.variance.every))))
-                or self.step == int(self.config.train.steps) or bool(stop.requested)
+        return (self.due_evaluation() or self.step == int(self.config.train.steps) or bool(stop.requested)
                 or self.step % int(self.config.checkpoint_every) == 0)
 
     def settle(self, timer: "StepTimer") -> str | None:
@@ -323,7 +326,7 @@ class Run:
         return diverged[1]
 
     def end_diverged(self, message: str) -> str:
-        log.error("diverged: %s", message)
+        log.error("%s diverged: %s", self.out, message)
         self.write_tables()
         self.write_status("diverged", message=message)
         return "diverged"
