@@ -26,7 +26,7 @@ import time
 import torch
 
 import estimators
-from experiments.typed_config import parse
+from experiments.config.typed_config import parse
 from experiments.vae.encoder_gradient import (encoder_gradient_estimates, reference_gradient, vectorized_chunk,
                                               why_not_vectorized)
 from experiments.vae.latent import LatentSpec

@@ -27,7 +27,7 @@ import time
 import torch
 
 from estimators.sampling import draw
-from experiments.typed_config import parse
+from experiments.config.typed_config import parse
 from experiments.vae.latent import LatentSpec
 from experiments.vae.model import VAE
 from experiments.vae.run_config import PRESETS

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from experiments import data as data_mod  # noqa: E402
+from experiments.vae import data as data_mod  # noqa: E402
 from experiments.vae.run_config import resolve  # noqa: E402
 from experiments.vae.stacked import StackedRuns  # noqa: E402
 from experiments.vae.train import Run  # noqa: E402

@@ -6,7 +6,7 @@
 Runs the study from scratch with ``snakemake --cores N`` in a copy of the workflow (a temporary folder: the
 checkout's ``results/`` are left as they are), with ``GRADVAR_JOB_TIMES`` set, so every Python job records its
 CPU and wall seconds and the part of them spent before its work began: the interpreter and its imports
-(``experiments/jobtime.py``). Per rule it prints the number of jobs, their wall and CPU seconds, their start-up
+(``experiments/runtime/jobtime.py``). Per rule it prints the number of jobs, their wall and CPU seconds, their start-up
 CPU seconds and its share of the rule's CPU; then the study's wall time, its total CPU (every process Snakemake
 started, and Snakemake itself) and the start-up share of that total. ``--out`` writes the per-rule table as CSV;
 ``--before`` reads such a CSV of an earlier run (another commit, the same machine) and prints after/before
@@ -57,7 +57,7 @@ def run_study(configfile: str, cores: int, work: Path, extra: list[str]) -> tupl
 def per_rule(times: Path, wall: float, cpu: float) -> pd.DataFrame:
     """One row per rule (label) and one for the whole study; jobs that do not record (shell one-liners,
     Snakemake itself) are the study row's remainder."""
-    lines = times.read_text().splitlines() if times.exists() else []  # code before experiments/jobtime.py: none
+    lines = times.read_text().splitlines() if times.exists() else []  # code before experiments/runtime/jobtime.py: none
     jobs = pd.DataFrame([json.loads(line) for line in lines if line.strip()],
                         columns=["label", "cpu", "startup_cpu", "wall", "startup_wall"])
     rules = jobs.groupby("label").agg(jobs=("cpu", "size"), wall_s=("wall", "sum"), cpu_s=("cpu", "sum"),

@@ -55,7 +55,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 import estimators  # noqa: E402
-from experiments import data as data_mod  # noqa: E402
+from experiments.vae import data as data_mod  # noqa: E402
 from experiments.vae.model import VAE  # noqa: E402
 from experiments.vae.run_config import PRESETS, resolve  # noqa: E402
 from experiments.vae import objectives  # noqa: E402

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from experiments.provenance import TEXT_DTYPES  # noqa: E402
+from experiments.runtime.provenance import TEXT_DTYPES  # noqa: E402
 
 TIME_OR_PROVENANCE = re.compile(r"seconds|speedup|work|cost|wall|git_commit|config_hash|device_name|timestamp")
 

@@ -96,9 +96,9 @@ def paper_slice(device: str, steps: int, smoke: bool, out: Path) -> None:
     import pandas as pd
     import torch
 
-    from experiments import study_config
-    from experiments.plan import make_plan
-    from experiments.typed_config import load_yaml
+    from experiments.config import study_config
+    from experiments.config.plan import make_plan
+    from experiments.config.typed_config import load_yaml
     from experiments.vae.run_config import resolve
     from experiments.vae.stacked import StackedRuns
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import aggregate as agg
-from experiments import claim
+from experiments.verdict import aggregate as agg
+from experiments.verdict import claim
 
 
 def test_training_stage():
@@ -232,7 +232,7 @@ def test_device_comparison_of_vae_runs():
 def test_the_relaxation_figure_draws_for_a_study_without_relaxations():
     """A study need not have the estimators a figure is about (the fault suite's has no relaxation): the
     figure draws a panel that says so rather than failing the pipeline."""
-    from experiments.plots import relaxation_rows, relaxation_temperature
+    from experiments.verdict.plots import relaxation_rows, relaxation_temperature
 
     synth = pd.DataFrame({"experiment": "synthetic", "problem": "bernoulli_toy", "setting": '{"dim": 2, "t": 0.45}',
                           "parameter": "logits", "estimator_id": "reinforce", "estimator_name": "reinforce",
@@ -253,7 +253,7 @@ def test_variance_vs_k_draws_the_four_gaussian_families_at_one_sample(config_fil
     import yaml
     from torch.distributions import Normal
 
-    from experiments.estimator_spec import EstimatorSpec
+    from experiments.config.estimator_spec import EstimatorSpec
 
     with open(config_file) as fh:
         entries = yaml.safe_load(fh)["synthetic"]["estimators"]
@@ -265,7 +265,7 @@ def test_variance_vs_k_draws_the_four_gaussian_families_at_one_sample(config_fil
 
 
 def test_variance_vs_k_leaves_out_round_off_and_says_so():
-    from experiments.plots import ROUND_OFF_VARIANCE, mohamed_variance
+    from experiments.verdict.plots import ROUND_OFF_VARIANCE, mohamed_variance
 
     rows = [{"problem": "mohamed_quadratic", "k": k, "parameter": "loc", "n_samples": 1, "estimator_id": e,
              "mean_variance": v} for k in (0.0, 1.0) for e, v in (("pathwise", 4.0), ("delta", 1e-31))]
@@ -297,7 +297,7 @@ def _ranking_rows(variances: dict, evaluations: dict, seeds=(0, 1, 2), **extra) 
 
 
 def test_the_estimator_ranking_compares_variance_at_equal_evaluations_with_intervals():
-    from experiments.ranking import RANKING_COLUMNS, estimator_ranking
+    from experiments.verdict.ranking import RANKING_COLUMNS, estimator_ranking
 
     # a: variance 4 at 2 evaluations (work 8); b: variance 1 at 4 evaluations (work 4, the best); relaxed:
     # variance 0.5 at 2 (work 1, lowest variance) but biased: its MSE (1.5 x 2 = 3) is what compares.
@@ -321,7 +321,7 @@ def test_the_estimator_ranking_compares_variance_at_equal_evaluations_with_inter
 
 
 def test_the_estimator_ranking_of_one_seed_and_of_vae_checkpoints():
-    from experiments.ranking import estimator_ranking
+    from experiments.verdict.ranking import estimator_ranking
 
     rows = _ranking_rows({"a": [2.0], "b": [1.0]}, {"a": 1, "b": 1}, seeds=(0,))
     table = estimator_ranking(rows, pd.DataFrame()).set_index("estimator_id")

@@ -16,7 +16,7 @@ import torch
 from torch.distributions import Bernoulli, Independent
 
 import estimators
-from experiments.problems import bernoulli_polynomial, categorical_polynomial
+from experiments.synthetic.problems import bernoulli_polynomial, categorical_polynomial
 from stats import assert_mean_matches
 
 P = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)

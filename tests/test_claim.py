@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments import claim
+from experiments.verdict import claim
 
 TRUE_RATIO = 100.0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import data
+from experiments.vae import data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"offline data copies not found at {SHARED}")

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from experiments import aggregate as agg
-from experiments import claim, synthetic
-from experiments.typed_config import parse
+from experiments.verdict import aggregate as agg
+from experiments.verdict import claim
+from experiments.synthetic import study as synthetic
+from experiments.config.typed_config import parse
 
 SEEDS = [0, 1, 2]
 

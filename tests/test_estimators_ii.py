@@ -17,7 +17,7 @@ from estimators.arm import ARM
 from estimators.capabilities import Capabilities
 from estimators.exact import enumerate_support
 from estimators.relax import Relax
-from experiments.problems import CLOSED_FORM_PROBLEMS, DTYPE, Problem
+from experiments.synthetic.problems import CLOSED_FORM_PROBLEMS, DTYPE, Problem
 from stats import assert_mean_matches, max_z
 
 EXPECTATION_ESTIMATORS = ("arm", "disarm", "muprop", "rebar", "relax")

@@ -27,7 +27,7 @@ from estimators.gumbel_rao import GumbelRao
 from estimators.measure import VarianceResult
 from estimators.one_hot_view import class_logits, from_one_hot, linearized_softmax, to_one_hot
 from estimators.reinmax import ReinMax, reinmax_relaxation
-from experiments.problems import bernoulli_polynomial, bernoulli_toy, categorical_polynomial
+from experiments.synthetic.problems import bernoulli_polynomial, bernoulli_toy, categorical_polynomial
 from stats import Z_TOL, assert_mean_matches
 
 PROBLEMS = {"bernoulli": bernoulli_polynomial, "categorical": categorical_polynomial}

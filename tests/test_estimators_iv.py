@@ -29,7 +29,7 @@ from estimators.gst import gapped_relaxation
 from estimators.indecater import IndeCateR
 from estimators.one_hot_view import class_logits, from_one_hot, to_one_hot
 from estimators.rodeo import Rodeo
-from experiments.problems import CLOSED_FORM_PROBLEMS, Problem, bernoulli_polynomial
+from experiments.synthetic.problems import CLOSED_FORM_PROBLEMS, Problem, bernoulli_polynomial
 from stats import Z_TOL, assert_mean_matches
 from test_estimators_ii import NOT_DIFFERENTIABLE, bernoulli_direct, categorical_direct
 import trained

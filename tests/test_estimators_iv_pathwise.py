@@ -28,9 +28,9 @@ from estimators.dreg import Dreg
 from estimators.iwae import k_sample_bound, k_tuples
 from estimators.stl import Stl
 from estimators.sampling import draw
-from experiments.problems import gaussian_iwae, normal_quadratic
-from experiments.synthetic import measured_form
-from experiments.typed_config import parse
+from experiments.synthetic.problems import gaussian_iwae, normal_quadratic
+from experiments.synthetic.study import measured_form
+from experiments.config.typed_config import parse
 from experiments.vae import objectives
 from experiments.vae.encoder_gradient import encoder_gradient_estimates
 from experiments.vae.latent import LatentSpec
@@ -277,7 +277,7 @@ def test_a_vae_run_trains_and_is_measured_with_stl_and_dreg(tmp_path):
 
 
 def test_the_synthetic_study_measures_the_bound_across_k(tmp_path):
-    from experiments.synthetic import RunConfig, run
+    from experiments.synthetic.study import RunConfig, run
 
     config = parse(RunConfig, {
         "n_samples": [1], "measurement": {"min_estimates": 2000, "max_estimates": 2000, "timing_calls": 1},

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from experiments.typed_config import parse
+from experiments.config.typed_config import parse
 from experiments.vae import train as vae_train
 from experiments.vae.latent import LatentSpec
 from experiments.vae.model import IWAE_DRAW_BLOCK, VAE

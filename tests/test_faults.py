@@ -31,7 +31,9 @@ import pandas as pd
 import pytest
 import torch
 
-from experiments import checkpoint, io as gio, result_tables
+from experiments.runtime import checkpoint
+from experiments.runtime import io as gio
+from experiments.runtime import result_tables
 from experiments.vae import train as vae_train
 from experiments.vae.run_config import resolve
 from experiments.vae.shared_checkpoints import measure
@@ -263,7 +265,7 @@ def test_damaged_snapshot_fails_its_measurement_with_one_line(straight, tmp_path
     shutil.copytree(straight, run)
     snapshot = run / "checkpoints" / "step_0000120.pt"
     _flip_bit(snapshot)
-    from experiments.estimator_spec import EstimatorSpec
+    from experiments.config.estimator_spec import EstimatorSpec
     spec = EstimatorSpec.from_config("reinforce", {"name": "reinforce"}, "estimators.reinforce")
     with pytest.raises(checkpoint.CorruptCheckpoint) as err:
         measure(run, [(spec, [2])])
@@ -284,7 +286,7 @@ def test_checkpoints_load_without_running_code(straight):
 # --- write failures -----------------------------------------------------------------------------------
 
 def _fail_writes(monkeypatch, err: int, when) -> list[str]:
-    """Make ``experiments.io`` writes of the files ``when(path)`` selects raise ``OSError(err)`` mid-write."""
+    """Make ``experiments.runtime.io`` writes of the files ``when(path)`` selects raise ``OSError(err)`` mid-write."""
     failed = []
     real = gio._write_fd
 

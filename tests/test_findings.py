@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from experiments import aggregate as agg
-from experiments import findings
+from experiments.verdict import aggregate as agg
+from experiments.verdict import findings
 
 PLAIN = "reinforce(baseline='none')"
 

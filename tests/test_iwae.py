@@ -12,8 +12,8 @@ from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorica
 import estimators
 from estimators import iwae
 from estimators.sampling import draw
-from experiments.problems import bernoulli_iwae
-from experiments.synthetic import f_evaluations, measured_form
+from experiments.synthetic.problems import bernoulli_iwae
+from experiments.synthetic.study import f_evaluations, measured_form
 from stats import assert_mean_matches, max_z
 
 N_ESTIMATES = 20_000

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments import aggregate as agg
-from experiments import study_config
-from experiments.plan import make_plan
-from experiments.typed_config import ConfigError
+from experiments.verdict import aggregate as agg
+from experiments.config import study_config
+from experiments.config.plan import make_plan
+from experiments.config.typed_config import ConfigError
 
 from studies import run_study
 
@@ -86,7 +86,7 @@ def test_a_grid_needs_a_validation_split():
     ([0.001, -1], "expected a list of at least two distinct positive learning rates"),
 ])
 def test_a_malformed_grid_is_refused(grid, message):
-    from experiments.estimator_spec import EstimatorSpec
+    from experiments.config.estimator_spec import EstimatorSpec
 
     with pytest.raises(ConfigError, match=f"^e.lr_grid: {message}"):
         EstimatorSpec.from_config("e", {"name": "pathwise", "lr_grid": grid})

@@ -12,9 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from experiments import claim, provenance, result_tables, study_config
-from experiments.plan import make_plan
-from experiments.typed_config import ConfigError
+from experiments.verdict import claim
+from experiments.runtime import provenance
+from experiments.runtime import result_tables
+from experiments.config import study_config
+from experiments.config.plan import make_plan
+from experiments.config.typed_config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = ("Snakefile", "workflow", "config", "profiles")
@@ -61,7 +64,7 @@ def test_planning_names_the_data_sets_it_will_download(workflow_copy, tmp_path):
     assert f"nor in the cache {tmp_path / 'empty_cache' / 'binarized_mnist'}" in line and "downloads them from http" in line
 
 def test_nothing_is_said_of_files_in_the_cache_or_a_data_folder(tmp_path, monkeypatch):
-    from experiments import data
+    from experiments.vae import data
 
     monkeypatch.delenv("GRADVAR_DATA", raising=False)
     cached = data.cache_folder("binarized_mnist", tmp_path)

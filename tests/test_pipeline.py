@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments.aggregate import TABLES
-from experiments import study_config
-from experiments.plan import make_plan
-from experiments.plots import FIGURES
+from experiments.verdict.aggregate import TABLES
+from experiments.config import study_config
+from experiments.config.plan import make_plan
+from experiments.verdict.plots import FIGURES
 from studies import tables as tables_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,8 +73,8 @@ def test_every_figure_of_the_tiny_study_is_legible(tiny):
     """The saved figures are at most 4000 pixels tall, and none has overlapping titles, labels or legends."""
     from PIL import Image
 
-    from experiments.plots import FIGURE_TABLES
-    from experiments.provenance import TEXT_DTYPES
+    from experiments.verdict.plots import FIGURE_TABLES
+    from experiments.runtime.provenance import TEXT_DTYPES
     from test_figures import MAX_PIXELS, overlapping
 
     results = tiny / "results" / "tiny"

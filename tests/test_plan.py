@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments import study_config
-from experiments.estimator_spec import EstimatorSpec
-from experiments.plan import make_plan
-from experiments.typed_config import ConfigError
+from experiments.config import study_config
+from experiments.config.estimator_spec import EstimatorSpec
+from experiments.config.plan import make_plan
+from experiments.config.typed_config import ConfigError
 from experiments.vae import run_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,7 +198,7 @@ def test_an_unknown_preset_is_refused_with_the_valid_ones():
 
 def test_job_configs_read_small_floats_as_numbers(tmp_path):
     """JSON writes 1e-05 (no dot), which YAML 1.1 reads as a string: a job's config.json must read back equal."""
-    from experiments.typed_config import load_yaml
+    from experiments.config.typed_config import load_yaml
 
     config = {"train": {"lr": 0.00001}, "estimator": {"anneal_rate": 3e-5}, "grid": [1e-5, 1.5, 2]}
     path = tmp_path / "config.json"

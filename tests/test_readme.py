@@ -131,7 +131,7 @@ def test_the_readme_shows_the_default_and_the_mnist_answers():
 
 @pytest.mark.parametrize("study", SNAPSHOT_STUDIES)
 def test_the_readme_shows_the_committed_answer(study):
-    from experiments import snapshot
+    from experiments.verdict import snapshot
 
     results = snapshot.folder(study)
     assert (results / "figures" / "claim.png").stat().st_size > 10_000

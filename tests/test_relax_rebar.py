@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import estimators
-from experiments.problems import bernoulli_toy, categorical_polynomial
+from experiments.synthetic.problems import bernoulli_toy, categorical_polynomial
 import trained
 
 REPLICAS = 64  # independent estimates per training step: their summed squared norms are the variance loss

@@ -33,7 +33,7 @@ from torch.distributions import Bernoulli, Gamma, Independent, Normal, OneHotCat
 import estimators
 from estimators import sampling
 from estimators.sampling import GeneratorStack, draw
-from experiments import checkpoint
+from experiments.runtime import checkpoint
 from experiments.vae import stacked
 from experiments.vae import train as vae_train
 from experiments.vae.run_config import resolve

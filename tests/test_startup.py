@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOT_NEEDED = ("sympy", "matplotlib", "seaborn", "snakemake", "sklearn")
 
 
-@pytest.mark.parametrize("module", ["experiments.synthetic", "experiments.vae.train", "experiments.vae.stacked",
+@pytest.mark.parametrize("module", ["experiments.synthetic.study", "experiments.vae.train", "experiments.vae.stacked",
                                     "experiments.vae.shared_checkpoints"])
 def test_a_job_entry_point_imports_no_heavy_module_it_does_not_use(module):
     code = f"import sys, {module}; print(' '.join(m for m in {NOT_NEEDED!r} if m in sys.modules))"

@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 import estimators
-from experiments.problems import CLOSED_FORM_PROBLEMS
+from experiments.synthetic.problems import CLOSED_FORM_PROBLEMS
 from stats import assert_mean_matches
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments import synthetic
+from experiments.synthetic import study as synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic")
-    subprocess.run([sys.executable, "-m", "experiments.synthetic", "--config", str(ROOT / "config/synthetic/example.yaml"),
+    subprocess.run([sys.executable, "-m", "experiments.synthetic.study", "--config", str(ROOT / "config/synthetic/example.yaml"),
                     "--out", str(out)], check=True, cwd=ROOT, capture_output=True)
     return pd.read_csv(out / "synthetic.csv"), pd.read_csv(out / "skipped.csv")
 
@@ -63,7 +63,7 @@ def test_unknown_problem_is_refused():
 def test_a_config_error_is_one_line_from_the_command_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: 0\nmeasurement: {min_estimate: 10}\n")
-    res = subprocess.run([sys.executable, "-m", "experiments.synthetic", "--config", str(bad), "--out", str(tmp_path)],
+    res = subprocess.run([sys.executable, "-m", "experiments.synthetic.study", "--config", str(bad), "--out", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2
     assert res.stderr.strip() == ("config error: measurement.min_estimate: unknown key (did you mean 'min_estimates'?); "
@@ -81,8 +81,8 @@ def test_one_job_runs_several_seeds_each_as_it_would_alone(tmp_path):
         path.write_text(yaml.safe_dump({**base, "seed": seed}))
         configs.append(path)
     args = [a for seed, c in enumerate(configs) for a in ("--config", str(c), "--out", str(tmp_path / f"both/s{seed}"))]
-    subprocess.run([sys.executable, "-m", "experiments.synthetic", *args], cwd=ROOT, check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "experiments.synthetic", "--config", str(configs[1]), "--out",
+    subprocess.run([sys.executable, "-m", "experiments.synthetic.study", *args], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "experiments.synthetic.study", "--config", str(configs[1]), "--out",
                     str(tmp_path / "alone")], cwd=ROOT, check=True, capture_output=True)
     timing = ["seconds_per_estimate", "work_normalized_variance"]
     both, alone = (pd.read_csv(p / "synthetic.csv").drop(columns=timing) for p in (tmp_path / "both/s1", tmp_path / "alone"))
@@ -91,6 +91,6 @@ def test_one_job_runs_several_seeds_each_as_it_would_alone(tmp_path):
 
 
 def test_config_and_out_pairs_must_match(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "experiments.synthetic", "--config", "a.yaml", "--config", "b.yaml",
+    res = subprocess.run([sys.executable, "-m", "experiments.synthetic.study", "--config", "a.yaml", "--config", "b.yaml",
                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "give one --out per --config" in res.stderr

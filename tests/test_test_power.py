@@ -5,7 +5,7 @@ import torch
 
 import estimators
 from estimators.reinforce import Reinforce
-from experiments.problems import CLOSED_FORM_PROBLEMS
+from experiments.synthetic.problems import CLOSED_FORM_PROBLEMS
 from stats import max_z
 
 

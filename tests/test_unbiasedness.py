@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import estimators
-from experiments.problems import CLOSED_FORM_PROBLEMS
+from experiments.synthetic.problems import CLOSED_FORM_PROBLEMS
 from stats import assert_mean_matches
 
 UNBIASED_CONFIGS = {

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 import estimators
-from experiments import checkpoint
-from experiments.devices import DeviceUnavailableError, resolve_device
+from experiments.runtime import checkpoint
+from experiments.runtime.devices import DeviceUnavailableError, resolve_device
 from experiments.vae import train as vae_train
-from experiments.typed_config import ConfigError, parse
+from experiments.config.typed_config import ConfigError, parse
 from experiments.vae.encoder_gradient import encoder_gradient_estimates, reference_gradient
 from experiments.vae.latent import LatentSpec
 from experiments.vae.model import VAE
@@ -165,7 +165,7 @@ def test_shared_checkpoints_protocol_measures_every_applicable_estimator(tmp_pat
                       "estimator": {"name": "straight_through"}, "train": {"steps": 20}, "eval": {"every": 20},
                       "variance": {"every": 10, "min_estimates": 5, "max_estimates": 5}})
     assert vae_train.train(config, run) == "completed"
-    from experiments.estimator_spec import EstimatorSpec
+    from experiments.config.estimator_spec import EstimatorSpec
     from experiments.vae.shared_checkpoints import measure
 
     specs = [EstimatorSpec.from_config(i, e) for i, e in [
@@ -188,7 +188,7 @@ def test_shared_checkpoints_protocol_measures_every_applicable_estimator(tmp_pat
 def test_shared_checkpoints_read_the_reference_the_run_kept_and_it_equals_a_recomputation(tmp_path):
     """The reference at a checkpoint is computed once (by the training run) and read back by the protocol;
     read back, it is bit-identical to computing it again, and a snapshot without it is still measured."""
-    from experiments.estimator_spec import EstimatorSpec
+    from experiments.config.estimator_spec import EstimatorSpec
     from experiments.vae.encoder_gradient import ReferenceGradient
     from experiments.vae.shared_checkpoints import measure
 

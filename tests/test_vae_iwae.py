@@ -12,9 +12,9 @@ import torch
 import yaml
 
 import estimators
-from experiments import study_config
-from experiments.plan import make_plan
-from experiments.typed_config import parse
+from experiments.config import study_config
+from experiments.config.plan import make_plan
+from experiments.config.typed_config import parse
 from experiments.vae.encoder_gradient import encoder_gradient_estimates, reference_gradient
 from experiments.vae.latent import LatentSpec
 from experiments.vae.model import VAE

@@ -13,7 +13,7 @@ import torch
 
 import estimators
 import estimators.reinforce as reinforce_module
-from experiments.typed_config import parse
+from experiments.config.typed_config import parse
 from experiments.vae import encoder_gradient
 from experiments.vae.encoder_gradient import encoder_gradient_estimates, why_not_vectorized
 from experiments.vae.latent import LatentSpec

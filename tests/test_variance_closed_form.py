@@ -1,5 +1,5 @@
 """Measured per-coordinate variance of the mu-gradient of E[sum z^2], z ~ N(mu, I_D), against the closed
-forms in experiments.closed_form (derived there): pathwise 4/S, REINFORCE (4(D-1)^2 + 22(D-1) + 30)/S at mu=1."""
+forms in experiments.synthetic.closed_form (derived there): pathwise 4/S, REINFORCE (4(D-1)^2 + 22(D-1) + 30)/S at mu=1."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import estimators
-from experiments.closed_form import pathwise_variance_sum_of_squares, reinforce_variance_sum_of_squares
-from experiments.problems import normal_quadratic
+from experiments.synthetic.closed_form import pathwise_variance_sum_of_squares, reinforce_variance_sum_of_squares
+from experiments.synthetic.problems import normal_quadratic
 
 CLOSED_FORMS = {"pathwise": pathwise_variance_sum_of_squares, "reinforce": reinforce_variance_sum_of_squares}
 
@@ -32,7 +32,7 @@ def test_variance_matches_closed_form(name, dim, mu, n_samples, gen):
 
 def test_closed_form_ratio_anchors():
     """The anchors quoted in the issue: ratio 7.5 at D = 1 and about 1e4 at D = 100."""
-    from experiments.closed_form import variance_ratio_sum_of_squares
+    from experiments.synthetic.closed_form import variance_ratio_sum_of_squares
 
     assert variance_ratio_sum_of_squares(1) == pytest.approx(7.5)
     assert variance_ratio_sum_of_squares(100) == pytest.approx(41412 / 4)

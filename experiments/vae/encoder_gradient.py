@@ -30,9 +30,9 @@ from torch import Tensor, nn
 import estimators
 from estimators.measure import VarianceResult
 
-from . import objectives
-from .model import VAE, BaselineNet
-from .run_config import ObjectiveSettings, ReferenceGradientSettings
+from experiments.vae import objectives
+from experiments.vae.model import VAE, BaselineNet
+from experiments.vae.run_config import ObjectiveSettings, ReferenceGradientSettings
 
 
 @dataclass(frozen=True)

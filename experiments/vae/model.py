@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
 
-from .latent import LatentSpec
+from experiments.vae.latent import LatentSpec
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus,
                # Dong, Mnih & Tucker 2020 (DisARM), after Yin & Zhou 2019 (ARM): LeakyReLU with slope 0.3

@@ -27,7 +27,7 @@ from torch.distributions import Distribution
 from estimators import iwae
 from estimators.base import LogQSplit
 
-from .model import log_density
+from experiments.vae.model import log_density
 
 #: ``objective`` of an estimator that applies to a run with ``bound: elbo`` (``capabilities.OBJECTIVES``).
 ELBO_OBJECTIVE = "expectation"

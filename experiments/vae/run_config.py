@@ -4,18 +4,18 @@ A run's config is resolved from layers, later ones winning: the defaults below, 
 (``PRESETS``, the anchor papers' models), then the given layers (in the pipeline: the study's
 ``vae.settings``, then the cell's dataset, latent, estimator, n_samples, device and seed). ``latent`` and
 ``estimator`` are taken whole from the layer that sets them, never merged key by key. An unknown key at any
-depth is refused with its full path (see ``experiments.typed_config``).
+depth is refused with its full path (see ``experiments.config.typed_config``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..estimator_spec import EstimatorSpec
-from ..typed_config import ConfigError, merge, parse, to_dict
-from ..user_modules import import_modules
-from .latent import LatentSpec
-from .model import ACTIVATIONS
+from experiments.config.estimator_spec import EstimatorSpec
+from experiments.config.typed_config import ConfigError, merge, parse, to_dict
+from experiments.config.user_modules import import_modules
+from experiments.vae.latent import LatentSpec
+from experiments.vae.model import ACTIVATIONS
 
 # Presets that follow the anchor papers' MNIST models (as we read them):
 # Kingma & Welling 2013: one hidden layer of 500 tanh units, Gaussian latents (20 here), Bernoulli decoder.
@@ -156,7 +156,7 @@ class RunConfig(RunSettings):
     modules: list[str] = field(default_factory=list)   # the user's estimator modules, imported first
 
     def validate(self) -> None:
-        from ..data import WITH_VALIDATION
+        from experiments.vae.data import WITH_VALIDATION
 
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")

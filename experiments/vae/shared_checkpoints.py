@@ -26,18 +26,18 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import checkpoint
-from .. import jobtime
-from ..cli import checked, failures_as_one_line, job_arguments
-from ..estimator_spec import EstimatorSpec
-from .. import result_tables
-from ..seeds import cell_seed
-from ..typed_config import ConfigError, load_yaml, parse
-from ..user_modules import import_modules
-from .encoder_gradient import ReferenceGradient, encoder_gradient_estimates, reference_gradient, variance_row
-from .run_config import resolve
-from . import objectives
-from .train import Run
+from experiments.runtime import checkpoint
+from experiments.runtime import jobtime
+from experiments.runtime.cli import checked, failures_as_one_line, job_arguments
+from experiments.config.estimator_spec import EstimatorSpec
+from experiments.runtime import result_tables
+from experiments.runtime.seeds import cell_seed
+from experiments.config.typed_config import ConfigError, load_yaml, parse
+from experiments.config.user_modules import import_modules
+from experiments.vae.encoder_gradient import ReferenceGradient, encoder_gradient_estimates, reference_gradient, variance_row
+from experiments.vae.run_config import resolve
+from experiments.vae import objectives
+from experiments.vae.train import Run
 
 log = logging.getLogger("gradvar.vae.shared_checkpoints")
 

@@ -60,13 +60,13 @@ from torch.nn import functional as F
 
 from estimators.sampling import GeneratorStack
 
-from .. import jobtime
-from ..cli import checked, failures_as_one_line
-from ..preemption import NO_STOP, StopRequests, exit_stopped
-from . import objectives
-from .run_config import RunConfig, as_dict
-from .divergence import DivergenceRecord, parameters_finite
-from .train import OPTIMIZERS, Run, StepTimer, finished, load_config
+from experiments.runtime import jobtime
+from experiments.runtime.cli import checked, failures_as_one_line
+from experiments.runtime.preemption import NO_STOP, StopRequests, exit_stopped
+from experiments.vae import objectives
+from experiments.vae.run_config import RunConfig, as_dict
+from experiments.vae.divergence import DivergenceRecord, parameters_finite
+from experiments.vae.train import OPTIMIZERS, Run, StepTimer, finished, load_config
 
 log = logging.getLogger("gradvar.vae.stacked")
 

@@ -15,7 +15,7 @@ from there. The run folder gets:
   checkpoint with the step reached), then ``completed``, ``diverged`` or ``preempted``;
 - ``checkpoints/``: ``resume_STEP.pt`` (full state every ``checkpoint_every`` steps; the newest
   ``KEEP_RESUME`` are kept) and ``step_STEP.pt`` model snapshots at the variance steps, for the
-  ``shared_checkpoints`` protocol. Each carries a checksum (``experiments.checkpoint``).
+  ``shared_checkpoints`` protocol. Each carries a checksum (``experiments.runtime.checkpoint``).
 
 Reliability (``tests/test_faults.py`` injects each fault):
 
@@ -24,7 +24,7 @@ Reliability (``tests/test_faults.py`` injects each fault):
   state and rows so far are in the checkpoint, and evaluations draw from generators seeded by (seed, step).
   A truncated or damaged checkpoint is logged, renamed ``.corrupt`` and skipped for the one before it (or
   a fresh start).
-- SIGTERM, SIGINT or SIGUSR1 (preemption; see ``experiments.preemption``): the run finishes its step,
+- SIGTERM, SIGINT or SIGUSR1 (preemption; see ``experiments.runtime.preemption``): the run finishes its step,
   checkpoints, writes its tables and ``status.json`` (``preempted`` at the step reached), and exits with
   code 75; re-running resumes it.
 - A loss or parameter that becomes NaN/inf stops the run with status ``diverged`` at the step where it
@@ -50,22 +50,22 @@ import torch
 
 import estimators
 
-from .. import checkpoint
-from .. import data as data_mod
-from .. import jobtime
-from ..cli import checked, failures_as_one_line, job_arguments
-from ..devices import device_name, resolve_device
-from .. import result_tables
-from ..io import atomic_write_text
-from ..preemption import NO_STOP, StopRequests, exit_stopped
-from ..provenance import provenance
-from ..seeds import cell_seed
-from ..typed_config import ConfigError, load_yaml
-from .divergence import DivergenceRecord, parameters_finite
-from .encoder_gradient import VARIANCE_COLUMNS, encoder_gradient_estimates, reference_gradient, variance_row
-from . import objectives
-from .model import VAE, BaselineNet
-from .run_config import RunConfig, as_dict, resolve
+from experiments.runtime import checkpoint
+from experiments.vae import data as data_mod
+from experiments.runtime import jobtime
+from experiments.runtime.cli import checked, failures_as_one_line, job_arguments
+from experiments.runtime.devices import device_name, resolve_device
+from experiments.runtime import result_tables
+from experiments.runtime.io import atomic_write_text
+from experiments.runtime.preemption import NO_STOP, StopRequests, exit_stopped
+from experiments.runtime.provenance import provenance
+from experiments.runtime.seeds import cell_seed
+from experiments.config.typed_config import ConfigError, load_yaml
+from experiments.vae.divergence import DivergenceRecord, parameters_finite
+from experiments.vae.encoder_gradient import VARIANCE_COLUMNS, encoder_gradient_estimates, reference_gradient, variance_row
+from experiments.vae import objectives
+from experiments.vae.model import VAE, BaselineNet
+from experiments.vae.run_config import RunConfig, as_dict, resolve
 
 log = logging.getLogger("gradvar.vae")
 
@@ -332,7 +332,7 @@ class Run:
         return "diverged"
 
     def run(self, stop=NO_STOP) -> str:
-        """Train to the end; ``stop`` (``experiments.preemption``): a stop request ends the run after a
+        """Train to the end; ``stop`` (``experiments.runtime.preemption``): a stop request ends the run after a
         checkpoint, as ``preempted``. Only a job's entry point passes one that takes signals."""
         steps = int(self.config.train.steps)
         self.resume()

@@ -1,5 +1,5 @@
 # Helpers shared by the rules: the study config checked, the plan made once, and input functions.
-# Everything the sweep contains, and everything it leaves out and why, comes from experiments.plan.
+# Everything the sweep contains, and everything it leaves out and why, comes from experiments.config.plan.
 import json
 import re
 import os
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import snakemake.utils
 
-from experiments import study_config
-from experiments.plan import LR_SUFFIX_PATTERN, make_plan
-from experiments.aggregate import TABLES
-from experiments.plots import FIGURE_TABLES, FIGURES
-from experiments.typed_config import ConfigError
+from experiments.config import study_config
+from experiments.config.plan import LR_SUFFIX_PATTERN, make_plan
+from experiments.verdict.aggregate import TABLES
+from experiments.verdict.plots import FIGURE_TABLES, FIGURES
+from experiments.config.typed_config import ConfigError
 
 
 def _device_available(device):

@@ -1,4 +1,4 @@
-"""Snakemake script: read every result CSV, aggregate with experiments.aggregate, write the tables."""
+"""Snakemake script: read every result CSV, aggregate with experiments.verdict.aggregate, write the tables."""
 import json
 import logging
 import os
@@ -7,14 +7,14 @@ import sys
 
 import pandas as pd
 
-from experiments import jobtime
-from experiments import aggregate as agg
-from experiments.findings import findings
-from experiments import result_tables
-from experiments.ranking import estimator_ranking
-from experiments.io import atomic_write_text, write_csv_atomic
-from experiments.plan import EXCLUSION_COLUMNS, checkpoint_steps, make_plan
-from experiments.typed_config import parse
+from experiments.runtime import jobtime
+from experiments.verdict import aggregate as agg
+from experiments.verdict.findings import findings
+from experiments.runtime import result_tables
+from experiments.verdict.ranking import estimator_ranking
+from experiments.runtime.io import atomic_write_text, write_csv_atomic
+from experiments.config.plan import EXCLUSION_COLUMNS, checkpoint_steps, make_plan
+from experiments.config.typed_config import parse
 from experiments.vae.latent import LatentSpec
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
@@ -24,7 +24,7 @@ log = logging.getLogger("aggregate")
 
 
 def read_all(paths, kind, latents=None):
-    """Every job's table of ``kind``, checked (``experiments.result_tables``): a table that is not what its
+    """Every job's table of ``kind``, checked (``experiments.runtime.result_tables``): a table that is not what its
     job wrote stops the aggregation with one line naming it, never a wrong verdict. ``latents``: the job
     folder -> (latent id, the latent's name in the tables), set on each VAE table's rows."""
     frames = []

@@ -1,12 +1,12 @@
-"""Snakemake script: draw every figure of experiments.plots.FIGURES and save each as PNG and PDF."""
+"""Snakemake script: draw every figure of experiments.verdict.plots.FIGURES and save each as PNG and PDF."""
 import logging
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from experiments import jobtime
-from experiments.plots import FIGURE_TABLES, FIGURES
-from experiments.provenance import TEXT_DTYPES
+from experiments.runtime import jobtime
+from experiments.verdict.plots import FIGURE_TABLES, FIGURES
+from experiments.runtime.provenance import TEXT_DTYPES
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 jobtime.mark_started("figures")

@@ -4,9 +4,9 @@ import logging
 
 import pandas as pd
 
-from experiments import jobtime
-from experiments.io import atomic_write_text
-from experiments.provenance import TEXT_DTYPES
+from experiments.runtime import jobtime
+from experiments.runtime.io import atomic_write_text
+from experiments.runtime.provenance import TEXT_DTYPES
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 jobtime.mark_started("tables_html")

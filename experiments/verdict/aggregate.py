@@ -2,7 +2,7 @@
 
 No I/O here: the pipeline's scripts read the CSVs, call these, and write what they return.
 
-The variance claim (``claim_table``) is computed by ``experiments.claim`` on the rows the plan declared
+The variance claim (``claim_table``) is computed by ``experiments.verdict.claim`` on the rows the plan declared
 before measuring (``Plan.claim_rows``): synthetic cells and the shared-checkpoints protocol only, intervals
 over seeds, a ``missing`` row with its reason wherever a declared row has no measurement.
 ``claim_summary`` condenses it into one row per (family of settings, parameter group, comparison, estimator,
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import claim as claim_mod
+from experiments.verdict import claim as claim_mod
 
 #: The identification columns of an estimator in every table.
 ESTIMATOR_COLUMNS = ["estimator_id", "estimator_name", "estimator_label"]

@@ -33,16 +33,17 @@ import estimators
 from estimators import iwae
 from estimators.measure import VarianceResult
 
-from . import closed_form, problems
-from . import jobtime
-from .cli import checked, failures_as_one_line, job_arguments
-from .devices import device_name, resolve_device
-from .estimator_spec import EstimatorSpec
-from . import result_tables
-from .provenance import provenance
-from .seeds import cell_seed
-from .typed_config import load_yaml, parse, to_dict
-from .user_modules import import_modules
+from experiments.synthetic import closed_form
+from experiments.synthetic import problems
+from experiments.runtime import jobtime
+from experiments.runtime.cli import checked, failures_as_one_line, job_arguments
+from experiments.runtime.devices import device_name, resolve_device
+from experiments.config.estimator_spec import EstimatorSpec
+from experiments.runtime import result_tables
+from experiments.runtime.provenance import provenance
+from experiments.runtime.seeds import cell_seed
+from experiments.config.typed_config import load_yaml, parse, to_dict
+from experiments.config.user_modules import import_modules
 
 log = logging.getLogger("gradvar.synthetic")
 

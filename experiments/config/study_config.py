@@ -7,7 +7,7 @@ meant::
     ConfigError: sedes: unknown key (did you mean 'seeds'?); valid keys: check_devices, claim, ...
 
 The schema (``workflow/schemas/config.schema.yaml``) is the one source of the study-level keys, their
-descriptions and defaults; the nested run settings are checked by ``experiments.plan``.
+descriptions and defaults; the nested run settings are checked by ``experiments.config.plan``.
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .typed_config import ConfigError, load_yaml, suggestion
+from experiments.config.typed_config import ConfigError, load_yaml, suggestion
 
-#: results/snapshots/ holds the committed snapshots (``experiments.snapshot.SNAPSHOTS``), not a study's output.
+#: results/snapshots/ holds the committed snapshots (``experiments.verdict.snapshot.SNAPSHOTS``), not a study's output.
 RESERVED_STUDY = "snapshots"
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 @functools.lru_cache(maxsize=1)
@@ -91,7 +91,7 @@ def check(config: dict) -> dict:
         raise ConfigError(_message(error))
     if config["study"] == RESERVED_STUDY:
         raise ConfigError(f"study: {RESERVED_STUDY!r} is reserved: results/{RESERVED_STUDY}/ holds the committed "
-                          f"snapshots of studies (experiments/snapshot.py); choose another name")
+                          f"snapshots of studies (experiments/verdict/snapshot.py); choose another name")
     out = copy.deepcopy(config)
     _fill_defaults(out, schema())
     return out

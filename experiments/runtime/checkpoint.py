@@ -5,7 +5,7 @@ A checkpoint file is one header line, ``gradvar-checkpoint v1 sha256=<hex>``, fo
 ``torch.save(state)``. ``load`` checks the header and the checksum, then loads with ``weights_only=True``
 (a checkpoint holds tensors, numbers, strings and containers of them, nothing that runs code). A file cut
 short (a full disk, an interrupted copy) or with a flipped bit raises :class:`CorruptCheckpoint`, one line
-naming the path and what is wrong. Files are written atomically (``experiments.io``), so a crash while
+naming the path and what is wrong. Files are written atomically (``experiments.runtime.io``), so a crash while
 writing leaves the previous checkpoint as it was.
 
 ``newest_intact(paths)`` is how a run resumes: the newest checkpoint that loads; each corrupt one on the
@@ -21,7 +21,7 @@ from typing import Iterable
 
 import torch
 
-from .io import atomic_write_bytes
+from experiments.runtime.io import atomic_write_bytes
 
 log = logging.getLogger("gradvar.checkpoint")
 

@@ -5,7 +5,7 @@ input-dependent learned baseline with ``reinforce``, VAE only), ``latents: [...]
 explicitly; an estimator that does not apply to one of them is then an error, not a listed exclusion),
 ``train: false`` (VAE only: no training run of its own; measured at the shared checkpoints only) and
 ``lr_grid: [...]`` (VAE only: one training run per learning rate; the one with the best final validation ELBO
-is selected, ``experiments.aggregate.select_learning_rates``, and its test numbers are reported).
+is selected, ``experiments.verdict.aggregate.select_learning_rates``, and its test numbers are reported).
 Every place that reads an entry (the plan, the synthetic study, VAE runs, the shared-checkpoints protocol)
 goes through this class, so an entry is valid everywhere or nowhere.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import estimators
 
-from .typed_config import ConfigError, suggestion
+from experiments.config.typed_config import ConfigError, suggestion
 
 #: Keys of an entry that are not estimator options.
 STUDY_KEYS = ("name", "nvil", "latents", "train", "lr_grid")

@@ -6,9 +6,9 @@ estimator); a setting is a problem setting and parameter group, or a checkpoint'
 and device. The work of an estimate is its evaluations of f (``f_evaluations``), so the compared quantity is
 ``variance x f_evaluations`` (and ``mse x f_evaluations``): what the variance would be at one evaluation's
 budget. The best is the estimator with the lowest geometric mean over seeds among those whose variance is not
-zero to rounding (``experiments.claim.zero_to_rounding``); an estimator whose variance is zero to rounding is
+zero to rounding (``experiments.verdict.claim.zero_to_rounding``); an estimator whose variance is zero to rounding is
 ``exact`` (relative variance 0). Each estimator's ratio to the best is the geometric mean over seeds of the
-per-seed ratios (paired on the seed), with the interval of ``experiments.claim.seed_interval``.
+per-seed ratios (paired on the seed), with the interval of ``experiments.verdict.claim.seed_interval``.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import claim as claim_mod
+from experiments.verdict import claim as claim_mod
 
 RANKING_COLUMNS = ["source", "family", "setting", "samples", "device", "estimator_id", "estimator_name", "unbiased",
                    "rank", "n_seeds", "exact", "work_variance", "variance_vs_best", "variance_ci_low",

@@ -1,7 +1,7 @@
 """The study's answer in words: ``findings.md``, generated from the verdict table and its summary, never by hand.
 
 ``findings(claim, summary, threshold)`` is pure: from ``variance_claim`` (one row per declared comparison and
-setting, ``experiments.aggregate.claim_table``) and ``claim_summary`` (``aggregate.claim_summary``) to 4-8
+setting, ``experiments.verdict.aggregate.claim_table``) and ``claim_summary`` (``aggregate.claim_summary``) to 4-8
 sentences of markdown, each with its numbers and their 95% intervals over seeds:
 
 1. the whole verdict: how many rows hold, fail, are undecided or exact, and the extreme ratios;
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import aggregate as agg
+from experiments.verdict import aggregate as agg
 
 FILENAME = "findings.md"
 PATHWISE, RELAXATION = "reinforce_over_pathwise", "reinforce_over_relaxation"
@@ -253,7 +253,7 @@ def _read(path: Path) -> pd.DataFrame:
         return pd.DataFrame(columns=["verdict", "interval", "variance_ratio", "comparison", "source", "family"])
 
 
-if __name__ == "__main__":   # python -m experiments.findings results/STUDY/tables [threshold]
+if __name__ == "__main__":   # python -m experiments.verdict.findings results/STUDY/tables [threshold]
     import sys
 
     print(write_findings(sys.argv[1], *(float(a) for a in sys.argv[2:3])))

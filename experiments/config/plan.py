@@ -22,16 +22,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from . import data
-from .claim import Comparison, role_items, training_stage
-from .estimator_spec import EstimatorSpec
-from .synthetic import iter_problems, measured_form
-from .synthetic import parse_settings as parse_synthetic_settings
-from .typed_config import ConfigError, merge, parse, suggestion, to_dict
-from .user_modules import import_modules
-from .vae import run_config
-from .vae import objectives
-from .vae.latent import LatentSpec
+from experiments.vae import data
+from experiments.verdict.claim import Comparison, role_items, training_stage
+from experiments.config.estimator_spec import EstimatorSpec
+from experiments.synthetic.study import iter_problems, measured_form
+from experiments.synthetic.study import parse_settings as parse_synthetic_settings
+from experiments.config.typed_config import ConfigError, merge, parse, suggestion, to_dict
+from experiments.config.user_modules import import_modules
+from experiments.vae import run_config
+from experiments.vae import objectives
+from experiments.vae.latent import LatentSpec
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_write_text, write_csv_atomic
-from .provenance import TEXT_DTYPES
+from experiments.runtime.io import atomic_write_text, write_csv_atomic
+from experiments.runtime.provenance import TEXT_DTYPES
 
 
 class InputError(ValueError):

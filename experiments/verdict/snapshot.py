@@ -1,7 +1,7 @@
 """Commit a study's answer: copy its claim figure and summary, with provenance, into ``results/snapshots/STUDY/``
 and the README.
 
-    snakemake --cores all && python -m experiments.snapshot --study default --wall-time "7 min 40 s"
+    snakemake --cores all && python -m experiments.verdict.snapshot --study default --wall-time "7 min 40 s"
 
 The pipeline writes ``results/STUDY/`` (never committed); a snapshot is a copy of the files of ``KEPT`` from
 there into ``results/snapshots/STUDY/``, which no rule writes, so running a study never changes a committed
@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .io import atomic_write_text
-from .provenance import ROOT, TEXT_DTYPES, config_hash
-from .study_config import RESERVED_STUDY
+from experiments.runtime.io import atomic_write_text
+from experiments.runtime.provenance import ROOT, TEXT_DTYPES, config_hash
+from experiments.config.study_config import RESERVED_STUDY
 
 #: What a snapshot keeps of a study's results (paths under results/STUDY/).
 KEPT = ("findings.md", "figures/claim.png", "tables/claim_summary.md", "tables/variance_claim.md",

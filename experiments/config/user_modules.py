@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .typed_config import ConfigError
+from experiments.config.typed_config import ConfigError
 
 
 def import_modules(names, path: str = "modules") -> None:

@@ -16,9 +16,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .aggregate import STAGE_ORDER, claim_samples, only_selected  # noqa: E402
-from . import ranking as ranking_mod  # noqa: E402
-from .closed_form import variance_ratio_sum_of_squares  # noqa: E402
+from experiments.verdict.aggregate import STAGE_ORDER, claim_samples, only_selected  # noqa: E402
+from experiments.verdict import ranking as ranking_mod  # noqa: E402
+from experiments.synthetic.closed_form import variance_ratio_sum_of_squares  # noqa: E402
 
 MOHAMED = {"mohamed_quadratic": "(x - k)^2", "mohamed_exp": "exp(-k x^2)", "mohamed_cos": "cos(k x)"}
 ROUND_OFF_VARIANCE = 1e-20
@@ -63,7 +63,7 @@ def mohamed_variance(synth: pd.DataFrame, n_samples: int | None = None) -> plt.F
 
 
 def dimension_ratio(synth: pd.DataFrame, threshold: float) -> plt.Figure:
-    """REINFORCE / pathwise variance ratio against dimension, with the closed form (experiments.closed_form)."""
+    """REINFORCE / pathwise variance ratio against dimension, with the closed form (experiments.synthetic.closed_form)."""
     data = synth[(synth["problem"] == "dimension") & (synth["parameter"] == "loc")] if "problem" in synth else synth
     if data.empty or not {"pathwise", "reinforce"} <= set(data["estimator_name"]):
         return _empty("Variance ratio vs dimension")
@@ -464,7 +464,7 @@ FIGURES: dict[str, FigureSpec] = {
     "ratio_vs_dimension": FigureSpec(
         lambda t, thr: dimension_ratio(t["synthetic_all"], thr),
         "REINFORCE / pathwise variance ratio against dimension for f = sum z_i^2, z ~ N(1, I_D), with the "
-        "closed-form curve (experiments/closed_form.py) and the claim's threshold."),
+        "closed-form curve (experiments/synthetic/closed_form.py) and the claim's threshold."),
     "vae_variance_over_training": FigureSpec(
         lambda t, thr: vae_variance_over_training(t["vae_variance"]),
         "log10 mean per-parameter variance of the VAE encoder gradient along each estimator's own training "

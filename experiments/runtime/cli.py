@@ -6,7 +6,7 @@ import logging
 from contextlib import contextmanager
 from typing import Callable, TypeVar
 
-from .typed_config import ConfigError
+from experiments.config.typed_config import ConfigError
 
 T = TypeVar("T")
 
@@ -41,10 +41,10 @@ def failures_as_one_line(ap: argparse.ArgumentParser):
     """A failure a user can act on (a missing or corrupt data file or checkpoint, an absent device, a
     write that failed) ends the program with one line naming what and where (exit code 1), not a
     traceback; the files already finished are left as they were."""
-    from .checkpoint import CorruptCheckpoint
-    from .data import DataError
-    from .devices import DeviceUnavailableError
-    from .io import WriteError
+    from experiments.runtime.checkpoint import CorruptCheckpoint
+    from experiments.vae.data import DataError
+    from experiments.runtime.devices import DeviceUnavailableError
+    from experiments.runtime.io import WriteError
     try:
         yield
     except (CorruptCheckpoint, DataError, DeviceUnavailableError, WriteError) as err:

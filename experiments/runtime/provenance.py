@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 #: The provenance columns of every result row; their values are text, never numbers (``TEXT_DTYPES``).

@@ -1,0 +1,3 @@
+from experiments.synthetic.study import main
+
+main()
