@@ -7,13 +7,22 @@
 - ``mnist``, ``fashion_mnist``: the canonical idx files, pixels / 255, dynamically binarized; 60k / 10k.
 - ``binarized_mnist``: Larochelle & Murray's statically binarized MNIST, 50k / 10k valid / 10k test.
 
+Each data set is one entry of ``DATASETS`` (at the end of this file): its files with their canonical URLs and
+sha256, the reader that turns the verified files into its splits, the splits it has and whether its training
+images are binarized anew. Every other list is derived from it (``WITH_VALIDATION``, the choices of
+``RunConfig.dataset``); the study schema's enum (``workflow/schemas/config.schema.yaml``) must be a literal
+list, and ``tests/test_data.py`` fails when it names other data sets.
+
 Files come from ``data_dir`` (or the ``GRADVAR_DATA`` environment variable), a folder holding the same
 files as the canonical hosts, either flat or in a sub-folder named after the data set; otherwise from
-``cache_dir`` (``GRADVAR_CACHE``, default ``~/.cache/gradvar``), downloading from the canonical URLs
-when missing. Every file is checked against its sha256 before use; for binarized MNIST the canonical
-files are uncompressed ``.amat`` text, so the check is on the decompressed bytes and a ``.amat.gz``
-copy is accepted. A missing, corrupt or truncated file raises :class:`DataError` naming the file, the
-expected and actual checksums, and what to do.
+``cache_dir`` (``GRADVAR_CACHE``, default ``~/.cache/gradvar``), kept by pooch (``pooch.retrieve``): it
+downloads a missing file from the canonical URLs (each mirror in turn) into a temporary file, checks its
+sha256 and only then moves it into place, and fetches a cached file again when it no longer matches. Every
+file is checked against its sha256 before use; for binarized MNIST the canonical files are uncompressed
+``.amat`` text, so a local folder's ``.amat.gz`` copy is accepted and checked on its decompressed bytes
+(this, and the folder's two layouts, are why a local folder is verified here, not by pooch). A missing,
+corrupt or truncated file raises :class:`DataError` naming the file, the expected and actual checksums, and
+what to do.
 
 Dynamic binarization draws each pixel as Bernoulli(intensity) anew for every training minibatch (with
 the run's generator); test sets of dynamically binarized data are binarized once with a fixed seed, so
@@ -25,11 +34,9 @@ import gzip
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,10 +46,8 @@ from estimators import sampling
 
 log = logging.getLogger("gradvar.data")
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "binarized_mnist")
-#: The data sets with a canonical validation split (``Dataset.valid``), on which learning rates are selected.
-WITH_VALIDATION = ("binarized_mnist",)
 TEST_BINARIZATION_SEED = 20131220  # fixed: every run sees the same binary test set
+SPLITS = (("train", "test"), ("train", "valid", "test"))  # a data set's splits: with a validation split or not
 _CHUNK = 1 << 20
 
 
@@ -60,34 +65,21 @@ class RemoteFile:
     checksum_of_decompressed: bool = False
 
 
-_MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
-_FASHION_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
-_BINARIZED_URLS = ("http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",)
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One data set: its files (none for an embedded one), ``read(paths) -> {split: images}`` from the verified
+    files (by name) to images ``[N, D]`` in [0, 1], its ``splits`` (``valid``: a canonical validation split, on
+    which learning rates are selected), and ``dynamic``: grey levels, binarized anew for every training minibatch
+    and once, with a fixed seed, for the other splits (else the images are binary already)."""
 
+    read: Callable[[dict[str, Path]], dict[str, Tensor]]
+    files: tuple[RemoteFile, ...] = ()
+    splits: tuple[str, ...] = SPLITS[0]
+    dynamic: bool = True
 
-def _files(base_urls, entries, decompressed=False):
-    return {name: RemoteFile(name, sha, tuple(u + name for u in base_urls), decompressed) for name, sha in entries}
-
-
-REMOTE_FILES: dict[str, dict[str, RemoteFile]] = {
-    "mnist": _files(_MNIST_URLS, [
-        ("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-        ("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-        ("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-        ("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
-    ]),
-    "fashion_mnist": _files(_FASHION_URLS, [
-        ("train-images-idx3-ubyte.gz", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
-        ("train-labels-idx1-ubyte.gz", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
-        ("t10k-images-idx3-ubyte.gz", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
-        ("t10k-labels-idx1-ubyte.gz", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
-    ]),
-    "binarized_mnist": _files(_BINARIZED_URLS, [
-        ("binarized_mnist_train.amat", "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d"),
-        ("binarized_mnist_valid.amat", "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2"),
-        ("binarized_mnist_test.amat", "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c"),
-    ], decompressed=True),
-}
+    def __post_init__(self):
+        if self.splits not in SPLITS:
+            raise ValueError(f"splits {self.splits} are none of {' or '.join(map(str, SPLITS))}")
 
 
 @dataclass(frozen=True)
@@ -144,21 +136,17 @@ def _candidates(folder: Path, dataset: str, remote: RemoteFile) -> list[Path]:
     return [d / n for d in (folder / dataset, folder) for n in names]
 
 
-def _download(remote: RemoteFile, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _download(remote: RemoteFile, folder: Path) -> Path:
+    """``remote`` in the cache ``folder``, verified: pooch keeps a matching copy, else downloads it from the first
+    URL that serves the canonical bytes (into a temporary file, moved into place only once its sha256 matches)."""
+    import pooch  # here, not at the top: only a job that downloads pays for importing it (and requests)
+
     errors = []
     for url in remote.urls:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{remote.name}.", suffix=".part")
         try:
-            log.info("downloading %s", url)
-            with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(response, out, _CHUNK)
-            verify(Path(tmp), remote)
-            os.replace(tmp, target)
-            return target
-        except (OSError, DataError) as err:
+            return Path(pooch.retrieve(url, known_hash=f"sha256:{remote.sha256}", fname=remote.name, path=folder))
+        except (OSError, ValueError) as err:  # requests' errors are OSErrors; pooch's checksum mismatch a ValueError
             errors.append(f"{url}: {err}")
-            Path(tmp).unlink(missing_ok=True)
     raise DataError(f"could not fetch {remote.name}: " + "; ".join(errors)
                     + ". Without internet, pass data_dir (or set GRADVAR_DATA) to a folder with the canonical files.")
 
@@ -172,15 +160,21 @@ def _local_file(data_dir, dataset: str, remote: RemoteFile) -> Path:
     return found[0]
 
 
+def _files(dataset: str) -> tuple[RemoteFile, ...]:
+    """The files of ``dataset``; none for an embedded or unknown one."""
+    spec = DATASETS.get(dataset)
+    return spec.files if spec is not None else ()
+
+
 def check_present(dataset: str, data_dir: str | os.PathLike | None = None) -> None:
     """Raise the job's own ``DataError`` now if a local data folder lacks a file ``dataset`` needs (checked
     when a study is planned; the checksums are verified by the job that reads the files)."""
     data_dir = data_dir if data_dir is not None else os.environ.get("GRADVAR_DATA")
-    if dataset not in REMOTE_FILES or data_dir is None:
+    if not _files(dataset) or data_dir is None:
         return  # embedded (digits), or downloaded with checksums by the job
     if not Path(data_dir).is_dir():
         raise DataError(f"data folder {data_dir} does not exist (needed for {dataset})")
-    for remote in REMOTE_FILES[dataset].values():
+    for remote in _files(dataset):
         _local_file(data_dir, dataset, remote)
 
 
@@ -194,31 +188,46 @@ def to_download(dataset: str, data_dir: str | os.PathLike | None = None,
     """The files of ``dataset`` that ``fetch`` would download: those neither in a data folder nor in the cache
     (none for an embedded data set; with a data folder, ``check_present`` says what it lacks)."""
     data_dir = data_dir if data_dir is not None else os.environ.get("GRADVAR_DATA")
-    if dataset not in REMOTE_FILES or data_dir is not None:
+    if data_dir is not None:
         return []
     cache = cache_folder(dataset, cache_dir)
-    return [remote for remote in REMOTE_FILES[dataset].values() if not (cache / remote.name).exists()]
+    return [remote for remote in _files(dataset) if not (cache / remote.name).exists()]
 
 
 def fetch(dataset: str, data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
           download: bool = True) -> dict[str, Path]:
     """Verified local paths of every file of ``dataset`` (see the module docstring for where from)."""
-    if dataset not in REMOTE_FILES:
-        raise ValueError(f"no files to fetch for {dataset!r}; data sets with files: {', '.join(REMOTE_FILES)}")
+    if not _files(dataset):
+        with_files = [name for name, spec in DATASETS.items() if spec.files]
+        raise ValueError(f"no files to fetch for {dataset!r}; data sets with files: {', '.join(with_files)}")
     data_dir = data_dir if data_dir is not None else os.environ.get("GRADVAR_DATA")
     paths = {}
-    for name, remote in REMOTE_FILES[dataset].items():
+    for remote in _files(dataset):
         if data_dir is not None:
-            paths[name] = verify(_local_file(data_dir, dataset, remote), remote)
-            continue
-        target = cache_folder(dataset, cache_dir) / remote.name
-        if target.exists():
-            paths[name] = verify(target, remote)
+            paths[remote.name] = verify(_local_file(data_dir, dataset, remote), remote)
         elif download:
-            paths[name] = _download(remote, target)
+            paths[remote.name] = _download(remote, cache_folder(dataset, cache_dir))
         else:
-            raise DataError(f"{target} is missing and download=False")
+            target = cache_folder(dataset, cache_dir) / remote.name
+            if not target.exists():
+                raise DataError(f"{target} is missing and download=False")
+            paths[remote.name] = verify(target, remote)
     return paths
+
+
+def load(name: str, data_dir=None, cache_dir=None, download: bool = True) -> Dataset:
+    """The data set ``name`` (one of ``DATASETS``), verified."""
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+    splits = spec.read(fetch(name, data_dir, cache_dir, download) if spec.files else {})
+    if tuple(sorted(splits)) != tuple(sorted(spec.splits)):
+        raise RuntimeError(f"data set {name}: its reader gave the splits {sorted(splits)}, its entry declares "
+                           f"{list(spec.splits)}")  # a bug in the entry, not in the data
+    once = _fixed_binarization if spec.dynamic else (lambda images: images)
+    valid = splits.get("valid")
+    return Dataset(name, splits["train"], once(splits["test"]), dynamic=spec.dynamic,
+                   valid=None if valid is None else once(valid))
 
 
 # --- parsing --------------------------------------------------------------------------------------
@@ -254,27 +263,56 @@ def _fixed_binarization(images: Tensor) -> Tensor:
     return torch.bernoulli(images, generator=torch.Generator().manual_seed(TEST_BINARIZATION_SEED))
 
 
-def _digits() -> Dataset:
-    from sklearn.datasets import load_digits
+def _read_digits(paths: dict[str, Path]) -> dict[str, Tensor]:
+    from sklearn.datasets import load_digits  # here: only a job on digits pays for importing scikit-learn
 
     images = torch.as_tensor(load_digits().data, dtype=torch.float32) / 16.0
     order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
-    train, test = images[order[:1500]], images[order[1500:]]
-    return Dataset("digits", train, _fixed_binarization(test), dynamic=True)
+    return {"train": images[order[:1500]], "test": images[order[1500:]]}
 
 
-def load(name: str, data_dir=None, cache_dir=None, download: bool = True) -> Dataset:
-    """The data set ``name`` (one of ``DATASETS``), verified."""
-    if name == "digits":
-        return _digits()
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
-    paths = fetch(name, data_dir, cache_dir, download)
-    if name == "binarized_mnist":
-        train = torch.as_tensor(read_amat(paths["binarized_mnist_train.amat"]), dtype=torch.float32)
-        test = torch.as_tensor(read_amat(paths["binarized_mnist_test.amat"]), dtype=torch.float32)
-        valid = torch.as_tensor(read_amat(paths["binarized_mnist_valid.amat"]), dtype=torch.float32)
-        return Dataset(name, train, test, dynamic=False, valid=valid)
-    train = torch.as_tensor(read_idx_images(paths["train-images-idx3-ubyte.gz"]), dtype=torch.float32) / 255.0
-    test = torch.as_tensor(read_idx_images(paths["t10k-images-idx3-ubyte.gz"]), dtype=torch.float32) / 255.0
-    return Dataset(name, train, _fixed_binarization(test), dynamic=True)
+def _read_idx(paths: dict[str, Path]) -> dict[str, Tensor]:
+    """MNIST's and Fashion-MNIST's idx image files (same names), pixels / 255."""
+    return {split: torch.as_tensor(read_idx_images(paths[f"{prefix}-images-idx3-ubyte.gz"]), dtype=torch.float32)
+            / 255.0 for split, prefix in (("train", "train"), ("test", "t10k"))}
+
+
+def _read_binarized_mnist(paths: dict[str, Path]) -> dict[str, Tensor]:
+    return {split: torch.as_tensor(read_amat(paths[f"binarized_mnist_{split}.amat"]), dtype=torch.float32)
+            for split in ("train", "valid", "test")}
+
+
+def remote_files(base_urls: tuple[str, ...], entries: list[tuple[str, str]], decompressed: bool = False):
+    """``RemoteFile``s of ``(name, sha256)`` pairs found under each of ``base_urls`` (mirrors, first tried first)."""
+    return tuple(RemoteFile(name, sha, tuple(u + name for u in base_urls), decompressed) for name, sha in entries)
+
+
+# --- the data sets: one entry each ------------------------------------------------------------------
+# Checksums as in ../shared/data/README.md (the offline copies); the canonical hosts first, mirrors after.
+
+_MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_FASHION_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+_BINARIZED_URLS = ("http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",)
+
+DATASETS: dict[str, DatasetSpec] = {
+    "digits": DatasetSpec(_read_digits),
+    "mnist": DatasetSpec(_read_idx, remote_files(_MNIST_URLS, [
+        ("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        ("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        ("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        ("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    ])),
+    "fashion_mnist": DatasetSpec(_read_idx, remote_files(_FASHION_URLS, [
+        ("train-images-idx3-ubyte.gz", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+        ("train-labels-idx1-ubyte.gz", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+        ("t10k-images-idx3-ubyte.gz", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+        ("t10k-labels-idx1-ubyte.gz", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+    ])),
+    "binarized_mnist": DatasetSpec(_read_binarized_mnist, remote_files(_BINARIZED_URLS, [
+        ("binarized_mnist_train.amat", "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d"),
+        ("binarized_mnist_valid.amat", "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2"),
+        ("binarized_mnist_test.amat", "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c"),
+    ], decompressed=True), splits=("train", "valid", "test"), dynamic=False),
+}
+#: The data sets with a canonical validation split (``Dataset.valid``), on which learning rates are selected.
+WITH_VALIDATION = tuple(name for name, spec in DATASETS.items() if "valid" in spec.splits)

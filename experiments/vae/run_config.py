@@ -14,6 +14,7 @@ from typing import Literal
 from experiments.config.estimator_spec import EstimatorSpec
 from experiments.config.typed_config import ConfigError, merge, parse, to_dict
 from experiments.config.user_modules import import_modules
+from experiments.vae.data import DATASETS, WITH_VALIDATION
 from experiments.vae.latent import LatentSpec
 from experiments.vae.model import ACTIVATIONS
 
@@ -47,7 +48,6 @@ PRESETS: dict[str, dict] = {
        for c, v in LIU2023_CONFIGURATIONS},
 }
 WHOLE = ("latent", "estimator")
-DATASETS = ("digits", "mnist", "fashion_mnist", "binarized_mnist")
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class RunSettings:
 class RunConfig(RunSettings):
     """One training run: the settings plus what the sweep varies."""
 
-    dataset: Literal["digits", "mnist", "fashion_mnist", "binarized_mnist"] = "digits"
+    dataset: Literal[tuple(DATASETS)] = "digits"    # the data sets' registry: experiments/vae/data.py
     data_dir: str | None = None
     cache_dir: str | None = None
     preset: Literal[tuple(PRESETS)] | None = None
@@ -156,8 +156,6 @@ class RunConfig(RunSettings):
     modules: list[str] = field(default_factory=list)   # the user's estimator modules, imported first
 
     def validate(self) -> None:
-        from experiments.vae.data import WITH_VALIDATION
-
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.eval.validation and self.dataset not in WITH_VALIDATION:
