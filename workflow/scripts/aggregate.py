@@ -13,7 +13,8 @@ from experiments.verdict.findings import findings
 from experiments.runtime import result_tables
 from experiments.verdict.ranking import estimator_ranking
 from experiments.runtime.io import atomic_write_text, write_csv_atomic
-from experiments.config.plan import EXCLUSION_COLUMNS, checkpoint_steps, make_plan
+from experiments.config.jobs import EXCLUSION_COLUMNS, checkpoint_steps
+from experiments.config.plan import make_plan
 from experiments.config.typed_config import parse
 from experiments.vae.latent import LatentSpec
 
