@@ -5,6 +5,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import re
 import shutil
 import threading
 import typing
@@ -210,3 +211,11 @@ def test_a_data_set_with_a_validation_split_may_be_dynamic(monkeypatch):
     d = data.load("grey")
     assert torch.equal(d.train, grey) and set(d.valid.unique().tolist()) == {0.0, 1.0}
     assert torch.equal(d.valid, data.load("grey").valid) and torch.equal(d.valid, d.test)
+
+
+def test_the_readme_shows_a_real_entry():
+    """The README's how-to ("Adding a data set") shows an entry of the registry as it is in data.py."""
+    (block,) = re.findall(r"<!-- example-dataset: data.py -->\n```python\n(.*?)```", (ROOT / "README.md").read_text(),
+                          flags=re.S)
+    assert block.lstrip().startswith('"fashion_mnist": DatasetSpec(')
+    assert block in (ROOT / "experiments" / "vae" / "data.py").read_text()

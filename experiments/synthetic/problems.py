@@ -9,12 +9,21 @@ vectorize=True)`` uses to draw many independent estimates in one pass.
 Sources of the closed forms: Gaussian integrals in Mohamed et al. 2020 §3 ((x-k)^2, exp(-k x^2), cos(k x));
 standard moments of Exponential, Gamma, Beta, Dirichlet, Laplace, Uniform, LogNormal; Bernoulli and
 categorical expectations are finite sums.
+
+The synthetic study's problems are the functions decorated with :func:`study_problem` at the end of this
+file, one each: its name is the config key (``synthetic.settings.problems.NAME``), its signature the entry's
+keys, types and defaults (checked as any config: a typo is a one-line error naming the valid keys), and it
+yields the study's cells, ``(setting, Problem)``. Adding a problem is one such function and one config line.
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator, Literal
+
+import numpy as np
 
 import torch
 from torch import Tensor
@@ -344,10 +353,10 @@ def categorical_index_square(classes: int = 5, t: float = 1.7) -> Problem:
 def bernoulli_iwae(k: int = 2, dim: int = 3, t: float = 1.0) -> Problem:
     r"""The K-sample importance-weighted bound of a small Bernoulli model, exact by enumeration.
 
-    q = prod_i Bernoulli(sigmoid(logits_i)); the joint is :math:`\log p(x, z) = D \log 	frac12
-    - 	frac12 (w^	op z - t)^2` (a uniform prior and a Gaussian-shaped likelihood; ``w`` spaced from 0.5 to 1.5);
+    q = prod_i Bernoulli(sigmoid(logits_i)); the joint is :math:`\log p(x, z) = D \log \frac12
+    - \frac12 (w^\top z - t)^2` (a uniform prior and a Gaussian-shaped likelihood; ``w`` spaced from 0.5 to 1.5);
     the log-weight :math:`f(z) = \log p(x, z) - \log q(z)` depends on the parameters. The bound
-    :math:`\mathbb{E}_{q^K}[\log rac1K \sum_k e^{f(z_k)}]` is a finite sum over the :math:`2^{DK}` K-tuples.
+    :math:`\mathbb{E}_{q^K}[\log \frac1K \sum_k e^{f(z_k)}]` is a finite sum over the :math:`2^{DK}` K-tuples.
     """
     from estimators.iwae import k_sample_bound, k_tuples
 
@@ -477,3 +486,133 @@ CLOSED_FORM_PROBLEMS: dict[str, Callable[[], Problem]] = {
     "categorical_index_square": categorical_index_square,
 }
 """Problems with D > 1 parameters covering every family the estimators claim, used by the tests."""
+
+
+# --- the synthetic study's problems: one decorated function each -------------------------------------
+
+
+@dataclass(frozen=True)
+class Linspace:
+    """``num`` evenly spaced values from ``start`` to ``stop`` (``numpy.linspace``), for a swept setting."""
+
+    start: float
+    stop: float
+    num: int
+
+
+def values(spec: list[float] | Linspace) -> list[float]:
+    """A swept setting's values: the list as given, or the evenly spaced grid."""
+    if isinstance(spec, Linspace):
+        return [float(x) for x in np.linspace(spec.start, spec.stop, spec.num)]
+    return [float(x) for x in spec]
+
+
+#: What a study problem yields: one ``(setting, problem)`` per cell; the setting labels the cell's rows (and its
+#: ``k``, ``dim`` and ``t`` entries fill those columns) and seeds its generator (``experiments.runtime.seeds``).
+Cells = Iterator[tuple[dict, Problem]]
+
+
+@dataclass(frozen=True)
+class StudyProblem:
+    """A registered problem: ``cells(**entry)`` yields its cells; ``grid`` is the dataclass of its config entry,
+    made from the function's signature."""
+
+    name: str
+    cells: Callable[..., Cells]
+    grid: type
+
+    def expand(self, entry) -> Cells:
+        """The cells of a parsed config entry (an instance of ``grid``)."""
+        return self.cells(**{f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)})
+
+
+#: The synthetic study's problems by config name, in the order the study runs them (the order of this file).
+STUDY_PROBLEMS: dict[str, StudyProblem] = {}
+
+
+def study_problem(name: str):
+    """Register the decorated function as the synthetic study's problem ``name``. Each parameter is a key of the
+    problem's config entry and needs a type (``typed_config`` reads the entry as it; a list is what a study sweeps,
+    ``list[float] | Linspace`` also takes ``{start, stop, num}``), a default makes it optional; the function yields
+    the cells, ``(setting, Problem)``."""
+    def register(fn: Callable[..., Cells]) -> Callable[..., Cells]:
+        if name in STUDY_PROBLEMS:
+            raise ValueError(f"study problem {name!r} is registered twice")
+        fields = []
+        for p in inspect.signature(fn, eval_str=True).parameters.values():
+            if p.annotation is inspect.Parameter.empty or p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                raise TypeError(f"study problem {name!r}: parameter {p.name!r} needs a type and a name of its own "
+                                f"(it is a key of the config entry)")
+            fields.append((p.name, p.annotation) + (() if p.default is p.empty else (p.default,)))
+        grid = dataclasses.make_dataclass(f"{name}_entry", fields, frozen=True)
+        grid.__module__, grid.__doc__ = __name__, fn.__doc__
+        STUDY_PROBLEMS[name] = StudyProblem(name, fn, grid)
+        return fn
+    return register
+
+
+def _at_each_k(k: list[float] | Linspace, cost: Callable[..., Problem]) -> Cells:
+    for x in values(k):
+        yield {"k": x}, cost(k=x, dim=1, mu=1.0, sigma=1.0)
+
+
+@study_problem("mohamed_quadratic")
+def mohamed_quadratic_cells(k: list[float] | Linspace) -> Cells:
+    """The quadratic cost (z - k)^2 of Mohamed et al. 2020 §3 at each k, z ~ N(1, 1)."""
+    return _at_each_k(k, normal_quadratic)
+
+
+@study_problem("mohamed_exp")
+def mohamed_exp_cells(k: list[float] | Linspace) -> Cells:
+    """The cost exp(-k z^2) of Mohamed et al. 2020 §3 at each k, z ~ N(1, 1)."""
+    return _at_each_k(k, normal_exp_square)
+
+
+@study_problem("mohamed_cos")
+def mohamed_cos_cells(k: list[float] | Linspace) -> Cells:
+    """The cost cos(k z) of Mohamed et al. 2020 §3 at each k, z ~ N(1, 1)."""
+    return _at_each_k(k, normal_cosine)
+
+
+@study_problem("dimension")
+def dimension_cells(dims: list[int]) -> Cells:
+    """sum_i z_i^2, z ~ N(1, I_D), at each dimension D (the closed-form variance is beside it in the tables)."""
+    for dim in dims:
+        yield {"dim": dim}, normal_quadratic(k=0.0, dim=dim, mu=1.0, sigma=1.0)
+
+
+@study_problem("bernoulli_toy")
+def bernoulli_toy_cells(t: list[float], dims: list[int], p: float = 0.5) -> Cells:
+    """The REBAR/RELAX toy sum_i (b_i - t)^2 at each t and dimension, b_i ~ Bernoulli(p)."""
+    for target in t:
+        for dim in dims:
+            yield {"t": float(target), "dim": dim}, bernoulli_toy(t=float(target), dim=dim, p=p)
+
+
+@study_problem("categorical_toy")
+def categorical_toy_cells(groups: list[int], classes: int, t: float = 1.5) -> Cells:
+    """(sum_g <c, z_g> - t)^2 over one-hot groups of ``classes`` classes, at each number of groups."""
+    for n in groups:
+        yield {"dim": n, "classes": classes}, categorical_polynomial(groups=n, classes=classes, t=t)
+
+
+@study_problem("bernoulli_iwae")
+def bernoulli_iwae_cells(k: list[int], dim: int = 3) -> Cells:
+    """The K-sample bound of a small Bernoulli model (``bernoulli_iwae``), at each K."""
+    for n in k:
+        yield {"k": int(n), "dim": dim}, bernoulli_iwae(k=int(n), dim=dim)
+
+
+@study_problem("gaussian_iwae")
+def gaussian_iwae_cells(k: list[int]) -> Cells:
+    """The K-sample bound of a linear-Gaussian model with a Normal latent (``gaussian_iwae``, reference by
+    quadrature), at each K: pathwise (IWAE), DReG and the score-function estimators across K."""
+    for n in k:
+        yield {"k": int(n), "dim": 1}, gaussian_iwae(k=int(n))
+
+
+@study_problem("gamma")
+def gamma_cells(costs: list[Literal["square", "log"]]) -> Cells:
+    """Gamma (implicit reparameterization for pathwise), 3-D, with each cost: sum z^2 or sum log z."""
+    for cost in costs:
+        yield {"cost": cost, "dim": 3}, {"square": gamma_square, "log": gamma_log}[cost](3)

@@ -2,10 +2,10 @@ r"""Synthetic study: bias, variance, MSE and cost of every estimator on problems
 
     python -m experiments.synthetic --config config/synthetic/example.yaml --out results/demo/synthetic
 
-The config is a ``RunConfig`` (below: every key and default). For each (problem, setting, estimator that
-applies, n_samples) the study draws independent gradient estimates (vectorized, see
-``estimators.measure``) until the total variance's relative standard error is below
-``measurement.target_rse`` or ``measurement.max_estimates`` is reached, and times
+The config is a ``RunConfig`` (below: every key and default; a problem's keys are the parameters of its
+function in ``problems.py``). For each (problem, setting, estimator that applies, n_samples) the study draws
+independent gradient estimates (vectorized, see ``estimators.measure``) until the total variance's relative
+standard error is below ``measurement.target_rse`` or ``measurement.max_estimates`` is reached, and times
 ``measurement.timing_calls`` single estimator calls (call + backward, as in training) for the cost. One row
 per parameter group (e.g. ``loc`` and ``scale``) goes into ``synthetic.csv``; combinations an estimator
 does not apply to go into ``skipped.csv`` with the reason given by ``Estimator.why_not``. Columns are
@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -51,73 +51,11 @@ log = logging.getLogger("gradvar.synthetic")
 # --- settings ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Linspace:
-    start: float
-    stop: float
-    num: int
-
-
-@dataclass(frozen=True)
-class KSweep:
-    """The costs of Mohamed et al. 2020 §3 at each k (a list, or an evenly spaced grid)."""
-
-    k: list[float] | Linspace
-
-
-@dataclass(frozen=True)
-class DimensionSweep:
-    dims: list[int]
-
-
-@dataclass(frozen=True)
-class BernoulliToy:
-    t: list[float]
-    dims: list[int]
-    p: float = 0.5
-
-
-@dataclass(frozen=True)
-class CategoricalToy:
-    groups: list[int]
-    classes: int
-    t: float = 1.5
-
-
-@dataclass(frozen=True)
-class IWAEToy:
-    """The K-sample bound of a small Bernoulli model (``problems.bernoulli_iwae``), at each K."""
-
-    k: list[int]
-    dim: int = 3
-
-
-@dataclass(frozen=True)
-class GaussianIWAE:
-    """The K-sample bound of a linear-Gaussian model with a Normal latent (``problems.gaussian_iwae``, reference
-    by quadrature), at each K: pathwise (IWAE), DReG and the score-function estimators across K."""
-
-    k: list[int]
-
-
-@dataclass(frozen=True)
-class GammaCosts:
-    costs: list[Literal["square", "log"]]
-
-
-@dataclass(frozen=True)
-class Problems:
-    """The problem grid; a problem left out (null) is not in the study."""
-
-    mohamed_quadratic: KSweep | None = None
-    mohamed_exp: KSweep | None = None
-    mohamed_cos: KSweep | None = None
-    dimension: DimensionSweep | None = None
-    bernoulli_toy: BernoulliToy | None = None
-    categorical_toy: CategoricalToy | None = None
-    bernoulli_iwae: IWAEToy | None = None
-    gaussian_iwae: GaussianIWAE | None = None
-    gamma: GammaCosts | None = None
+#: The problem grid: one optional entry per registered problem (``problems.STUDY_PROBLEMS``, in its order), whose
+#: keys, types and defaults are that problem's function's parameters; a problem left out (null) is not in the study.
+Problems = dataclasses.make_dataclass(
+    "Problems", [(name, entry.grid | None, None) for name, entry in problems.STUDY_PROBLEMS.items()], frozen=True)
+Problems.__module__ = __name__
 
 
 @dataclass(frozen=True)
@@ -179,45 +117,12 @@ class Cell:
     problem: problems.Problem
 
 
-def _grid(spec: list[float] | Linspace) -> list[float]:
-    if isinstance(spec, Linspace):
-        return [float(x) for x in np.linspace(spec.start, spec.stop, spec.num)]
-    return [float(x) for x in spec]
-
-
-MOHAMED_COSTS = {"mohamed_quadratic": problems.normal_quadratic, "mohamed_exp": problems.normal_exp_square,
-                 "mohamed_cos": problems.normal_cosine}
-
-
 def iter_problems(grid: Problems) -> Iterator[Cell]:
-    """The cells of the problem grid, in the order of ``Problems``' fields."""
-    for key, make in MOHAMED_COSTS.items():
-        sweep = getattr(grid, key)
-        for k in _grid(sweep.k) if sweep is not None else []:
-            yield Cell(key, {"k": k}, make(k=k, dim=1, mu=1.0, sigma=1.0))
-    if grid.dimension is not None:
-        for dim in grid.dimension.dims:
-            yield Cell("dimension", {"dim": dim}, problems.normal_quadratic(k=0.0, dim=dim, mu=1.0, sigma=1.0))
-    if grid.bernoulli_toy is not None:
-        toy = grid.bernoulli_toy
-        for t in toy.t:
-            for dim in toy.dims:
-                yield Cell("bernoulli_toy", {"t": float(t), "dim": dim}, problems.bernoulli_toy(t=float(t), dim=dim, p=toy.p))
-    if grid.categorical_toy is not None:
-        toy = grid.categorical_toy
-        for groups in toy.groups:
-            yield Cell("categorical_toy", {"dim": groups, "classes": toy.classes},
-                       problems.categorical_polynomial(groups=groups, classes=toy.classes, t=toy.t))
-    if grid.bernoulli_iwae is not None:
-        for k in grid.bernoulli_iwae.k:
-            yield Cell("bernoulli_iwae", {"k": int(k), "dim": grid.bernoulli_iwae.dim},
-                       problems.bernoulli_iwae(k=int(k), dim=grid.bernoulli_iwae.dim))
-    for k in grid.gaussian_iwae.k if grid.gaussian_iwae is not None else []:
-        yield Cell("gaussian_iwae", {"k": int(k), "dim": 1}, problems.gaussian_iwae(k=int(k)))
-    if grid.gamma is not None:
-        for name in grid.gamma.costs:
-            make = {"square": problems.gamma_square, "log": problems.gamma_log}[name]
-            yield Cell("gamma", {"cost": name, "dim": 3}, make(3))
+    """The cells of the problem grid, in the order of the registry (``problems.STUDY_PROBLEMS``)."""
+    for name, entry in problems.STUDY_PROBLEMS.items():
+        if getattr(grid, name) is not None:
+            for setting, problem in entry.expand(getattr(grid, name)):
+                yield Cell(name, setting, problem)
 
 
 def _on_device(problem: problems.Problem, device: torch.device) -> problems.Problem:
