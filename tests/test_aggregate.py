@@ -1,4 +1,4 @@
-"""Aggregation functions on small hand-made frames with known answers."""
+"""The table functions (``experiments.verdict.tables``) on small hand-made frames with known answers."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.verdict import aggregate as agg
 from experiments.verdict import claim
+from experiments.verdict.tables.claim_summary import (STATEMENT_AIM, STATEMENT_MAX, SUMMARY_COLUMNS, claim_summary,
+                                                      claim_summary_markdown)
+from experiments.verdict.tables.device_comparison import device_comparison
+from experiments.verdict.tables.elbo_table import ANCHORS, elbo_table
+from experiments.verdict.tables.variance_claim import claim_table, synthetic_claim
 
 
 def test_training_stage():
@@ -36,13 +40,13 @@ def _declared(pairs, problem="dimension"):
 
 
 def test_synthetic_claim_rows_are_the_declared_ones():
-    out = agg.synthetic_claim(_synthetic(), _declared([("reinforce", "pathwise"), ("loo", "pathwise")]), 100, [0, 1, 2])
+    out = synthetic_claim(_synthetic(), _declared([("reinforce", "pathwise"), ("loo", "pathwise")]), 100, [0, 1, 2])
     by = out.set_index("estimator_id")
     assert by.loc["reinforce", "verdict"] == "yes" and by.loc["loo", "verdict"] == "no"
     assert (by["comparator_id"] == "pathwise").all() and by.loc["loo", "estimator_label"] == "loo()"
     assert by.loc["reinforce", "setting_label"] == "dimension: dim=3, loc, S=1"
     assert by.loc["reinforce", "equal_cost_ratio"] == pytest.approx(by.loc["reinforce", "variance_ratio"])
-    table = agg.claim_table(out, pd.DataFrame())
+    table = claim_table(out, pd.DataFrame())
     assert list(table.columns[:4]) == ["source", "family", "setting_label", "comparison"]
 
 
@@ -51,9 +55,9 @@ def test_claim_summary_is_short_and_says_where_the_claim_holds():
     for dim, ratio in ((1, 3.0), (10, 30.0), (100, 300.0), (1000, 3000.0)):
         synth = _synthetic().assign(setting=f'{{"dim": {dim}}}')
         synth.loc[synth.estimator_id == "reinforce", ["total_variance", "total_variance_se"]] = [ratio, 0.01 * ratio]
-        rows.append(agg.synthetic_claim(synth, _declared([("reinforce", "pathwise")]).assign(setting=f'{{"dim": {dim}}}'),
+        rows.append(synthetic_claim(synth, _declared([("reinforce", "pathwise")]).assign(setting=f'{{"dim": {dim}}}'),
                                         100, [0, 1, 2]))
-    summary = agg.claim_summary(agg.claim_table(pd.concat(rows), pd.DataFrame()), 100)
+    summary = claim_summary(claim_table(pd.concat(rows), pd.DataFrame()), 100)
     assert len(summary) == 1
     row = summary.iloc[0]
     assert row["verdicts"] == "yes 2, no 2" and row["settings"] == 4 and row["seeds"] == 3
@@ -88,10 +92,10 @@ def test_the_summary_keeps_every_estimator_parameter_and_number_of_samples():
     parameter group and number of samples its own row."""
     parts = [_claim_rows([1.0, 2.0], [["yes"], ["no"]], estimator=f"e{i}", parameter=parameter, samples=samples)
              for i in range(45) for parameter in ("loc", "scale") for samples in (1, 10)]
-    summary = agg.claim_summary(pd.concat(parts, ignore_index=True), 100)
+    summary = claim_summary(pd.concat(parts, ignore_index=True), 100)
     assert len(summary) == 45 * 2 * 2 and "all" not in set(summary["estimator"])
     assert summary.groupby(["estimator", "parameter", "samples"]).size().eq(1).all()
-    assert list(summary.columns) == agg.SUMMARY_COLUMNS
+    assert list(summary.columns) == SUMMARY_COLUMNS
 
 
 def _places_said(statement: str, places: list[str]) -> dict[str, int]:
@@ -112,8 +116,8 @@ def test_statements_are_short_and_name_each_place_once(seed):
     weights = rng.dirichlet(np.ones(len(kinds)))
     verdicts = [list(rng.choice(kinds, size=len(comparators), p=weights)) for _ in places]
     rows = _claim_rows(places, verdicts, comparators=comparators, family="bernoulli_toy" if two_keys else "mohamed_cos")
-    statement = agg.claim_summary(rows, 100)["statement"].iloc[0]
-    assert len(statement) <= agg.STATEMENT_MAX, statement
+    statement = claim_summary(rows, 100)["statement"].iloc[0]
+    assert len(statement) <= STATEMENT_MAX, statement
     names = [f"dim={p['dim']} t={p['t']}" for p in places] if two_keys else [f"k={p}" for p in places]
     assert max(_places_said(statement, names).values()) <= 1, statement
     if any("undecided" in v for v in verdicts):
@@ -124,15 +128,15 @@ def test_statements_are_short_and_name_each_place_once(seed):
 
 def test_undecided_rows_are_never_said_to_be_below_or_nowhere_above():
     rows = _claim_rows([1.0, 2.0, 3.0], [["no"], ["undecided"], ["undecided"]])
-    assert agg.claim_summary(rows, 100)["statement"].iloc[0] == "below 100 at k=1.0; undecided from k=2.0 on"
+    assert claim_summary(rows, 100)["statement"].iloc[0] == "below 100 at k=1.0; undecided from k=2.0 on"
     rows = _claim_rows([1.0, 2.0], [["undecided"], ["undecided"]])
-    assert agg.claim_summary(rows, 100)["statement"].iloc[0] == "undecided everywhere"
+    assert claim_summary(rows, 100)["statement"].iloc[0] == "undecided everywhere"
 
 
 def test_statements_say_ranges_comparators_and_where_the_estimator_wins():
     def statement(verdicts, comparators=("pathwise",)):
         rows = _claim_rows([float(k) for k in range(len(verdicts))], verdicts, comparators=comparators)
-        return agg.claim_summary(rows, 100)["statement"].iloc[0]
+        return claim_summary(rows, 100)["statement"].iloc[0]
 
     assert statement([["no"], ["yes"], ["yes"], ["yes"]]) == "above 100 from k=1.0 on"
     assert statement([["yes"], ["yes"], ["no"], ["no"]]) == "above 100 up to k=1.0"
@@ -146,17 +150,17 @@ def test_statements_say_ranges_comparators_and_where_the_estimator_wins():
 def test_a_long_list_of_places_becomes_a_count():
     places = [{"dim": d, "t": t} for d in (1, 3, 10, 30, 100, 300) for t in (0.45, 0.499)]
     verdicts = [["yes"] if i % 2 else ["undecided"] for i in range(len(places))]
-    statement = agg.claim_summary(_claim_rows(places, verdicts, family="bernoulli_toy"), 100)["statement"].iloc[0]
-    assert len(statement) <= agg.STATEMENT_AIM and "6 of 12 settings" in statement, statement
+    statement = claim_summary(_claim_rows(places, verdicts, family="bernoulli_toy"), 100)["statement"].iloc[0]
+    assert len(statement) <= STATEMENT_AIM and "6 of 12 settings" in statement, statement
 
 
 def test_the_summary_in_markdown_has_at_most_eight_columns_and_a_section_per_family_when_long():
-    short = agg.claim_summary(_claim_rows([1.0, 2.0], [["yes"], ["no"]]), 100)
-    text = agg.claim_summary_markdown(short)
+    short = claim_summary(_claim_rows([1.0, 2.0], [["yes"], ["no"]]), 100)
+    text = claim_summary_markdown(short)
     assert text.splitlines()[0].count("|") - 1 <= 8 and "mohamed_cos, loc, S=1" in text and "###" not in text
-    long = agg.claim_summary(pd.concat([_claim_rows([1.0], [["yes"]], estimator=f"e{i}", family=f"f{i % 3}")
+    long = claim_summary(pd.concat([_claim_rows([1.0], [["yes"]], estimator=f"e{i}", family=f"f{i % 3}")
                                         for i in range(45)], ignore_index=True), 100)
-    text = agg.claim_summary_markdown(long)
+    text = claim_summary_markdown(long)
     assert [line for line in text.splitlines() if line.startswith("### ")] == ["### f0", "### f1", "### f2"]
 
 
@@ -175,7 +179,7 @@ def test_elbo_table_takes_final_test_step_and_adds_jang_numbers():
                             "preset": "jang2017_categorical"}
                            for seed, status in ((0, "completed"), (1, "completed"), (2, "diverged"))])
     diverged = [{**r, "seed": 2, "elbo": -500.0} for r in rows if r["seed"] == 0]
-    table = agg.elbo_table(pd.DataFrame(rows + diverged), status)
+    table = elbo_table(pd.DataFrame(rows + diverged), status)
     row = table.iloc[0]
     assert row["neg_elbo_mean"] == pytest.approx(102) and row["neg_elbo_sd"] == pytest.approx(math.sqrt(8))
     assert row["n_seeds"] == 2 and row["n_runs"] == 3 and row["n_diverged"] == 1 and row["final_step"] == 10
@@ -183,18 +187,18 @@ def test_elbo_table_takes_final_test_step_and_adds_jang_numbers():
     assert row["anchor"].startswith("Jang et al. 2017 Table 1, Gumbel-S.") and row["anchor_neg_elbo"] == 101.5
     assert row["anchor_measure"] == "test"
     # The same latent without the preset (another model) is compared with nothing.
-    table = agg.elbo_table(pd.DataFrame(rows), status.assign(preset=""))
+    table = elbo_table(pd.DataFrame(rows), status.assign(preset=""))
     assert table["anchor"].iloc[0] == "" and math.isnan(table["anchor_neg_elbo"].iloc[0])
 
 
 def test_relax_anchors_match_the_linear_one_layer_model_on_the_best_training_elbo():
-    by_key = {(a.preset, a.estimator_name): a for a in agg.ANCHORS}
+    by_key = {(a.preset, a.estimator_name): a for a in ANCHORS}
     assert by_key[("dong2020_linear", "relax")].neg_elbo == 111.20 and by_key[("dong2020_linear", "rebar")].neg_elbo == 111.6
-    assert {a.measure for a in agg.ANCHORS if a.preset == "dong2020_linear"} == {"best_train"}
-    assert not any(a.preset == "dong2020_nonlinear" for a in agg.ANCHORS)   # their two-layer model is not ours
+    assert {a.measure for a in ANCHORS if a.preset == "dong2020_linear"} == {"best_train"}
+    assert not any(a.preset == "dong2020_nonlinear" for a in ANCHORS)   # their two-layer model is not ours
     from experiments.vae.run_config import PRESETS
 
-    assert {a.preset for a in agg.ANCHORS} <= set(PRESETS)
+    assert {a.preset for a in ANCHORS} <= set(PRESETS)
 
 
 def test_device_comparison_flags_disagreeing_variances():
@@ -208,7 +212,7 @@ def test_device_comparison_flags_disagreeing_variances():
         {**base, "parameter": "scale", "device": "cuda", "total_variance": 6.0, "total_variance_se": 0.1,
          "seconds_per_estimate": 1e-3},
     ])
-    out = agg.device_comparison(synth, pd.DataFrame()).set_index("cell")
+    out = device_comparison(synth, pd.DataFrame()).set_index("cell")
     assert out["speedup_b_over_a"].tolist() == [2.0, 2.0]
     assert out["variances_agree"].tolist() == [True, False]
 
@@ -224,7 +228,7 @@ def test_device_comparison_of_vae_runs():
         {**{k: v for k, v in base.items() if k not in ("protocol",)}, "split": "test", "device": d, "seconds_per_step": t}
         for d, t in (("cpu", 0.01), ("cuda", 0.002))
     ])
-    out = agg.device_comparison(pd.DataFrame(), metrics, variance).set_index("source")
+    out = device_comparison(pd.DataFrame(), metrics, variance).set_index("source")
     assert out.loc["vae_variance", "variances_agree"] and out.loc["vae_variance", "speedup_b_over_a"] == 4.0
     assert out.loc["vae_training", "speedup_b_over_a"] == pytest.approx(5.0)
 
@@ -280,10 +284,10 @@ def test_claim_summary_of_a_study_whose_claim_has_only_vae_rows_or_only_syntheti
     base = {"family": "vae gaussian", "comparison": "c", "estimator_id": "reinforce", "comparator_id": "pathwise",
             "variance_ratio": 300.0, "ci_low": 200.0, "ci_high": 400.0, "verdict": "yes", "n_seeds": 3, "reason": ""}
     vae = pd.DataFrame([{**base, "source": "vae", "stage": "late", "samples": 1}])
-    assert agg.claim_summary(vae, 100)["samples"].tolist() == [1]
+    assert claim_summary(vae, 100)["samples"].tolist() == [1]
     synthetic = pd.DataFrame([{**base, "source": "synthetic", "family": "dimension", "setting": '{"dim": 3}',
                                "parameter": "loc", "n_samples": 2}])
-    assert agg.claim_summary(synthetic, 100)["samples"].tolist() == [2]
+    assert claim_summary(synthetic, 100)["samples"].tolist() == [2]
 
 
 def _ranking_rows(variances: dict, evaluations: dict, seeds=(0, 1, 2), **extra) -> pd.DataFrame:
@@ -297,7 +301,7 @@ def _ranking_rows(variances: dict, evaluations: dict, seeds=(0, 1, 2), **extra) 
 
 
 def test_the_estimator_ranking_compares_variance_at_equal_evaluations_with_intervals():
-    from experiments.verdict.ranking import RANKING_COLUMNS, estimator_ranking
+    from experiments.verdict.tables.estimator_ranking import RANKING_COLUMNS, estimator_ranking
 
     # a: variance 4 at 2 evaluations (work 8); b: variance 1 at 4 evaluations (work 4, the best); relaxed:
     # variance 0.5 at 2 (work 1, lowest variance) but biased: its MSE (1.5 x 2 = 3) is what compares.
@@ -321,7 +325,7 @@ def test_the_estimator_ranking_compares_variance_at_equal_evaluations_with_inter
 
 
 def test_the_estimator_ranking_of_one_seed_and_of_vae_checkpoints():
-    from experiments.verdict.ranking import estimator_ranking
+    from experiments.verdict.tables.estimator_ranking import estimator_ranking
 
     rows = _ranking_rows({"a": [2.0], "b": [1.0]}, {"a": 1, "b": 1}, seeds=(0,))
     table = estimator_ranking(rows, pd.DataFrame()).set_index("estimator_id")

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from experiments.verdict import aggregate as agg
+from experiments.verdict.tables import variance_claim as agg
+from experiments.verdict.tables.claim_summary import claim_summary
 from experiments.verdict import claim
 from experiments.synthetic import study as synthetic
 from experiments.config.typed_config import parse
@@ -118,7 +119,7 @@ def test_exact_rows_are_said_apart_in_the_summary(gamma_rows):
     """The summary keeps the rate apart from the concentration, says the exact row in words and takes its
     extremes from the measured ratios only."""
     out = agg.synthetic_claim(gamma_rows, _declared(gamma_rows, [("reinforce", "pathwise")]), 100, SEEDS)
-    summary = agg.claim_summary(agg.claim_table(out, pd.DataFrame()), 100).set_index("parameter")
+    summary = claim_summary(agg.claim_table(out, pd.DataFrame()), 100).set_index("parameter")
     assert sorted(summary.index) == ["concentration", "rate"]
     rate = summary.loc["rate"]
     assert rate["verdicts"] == "yes 1, no 1"

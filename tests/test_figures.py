@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from experiments.verdict import aggregate as agg
+from experiments.verdict.tables import cost_table as agg
 from experiments.verdict.plots import FIGURE_TABLES, FIGURES, claim_figure
-from experiments.verdict.ranking import estimator_ranking
+from experiments.verdict.tables.estimator_ranking import estimator_ranking
 
 MAX_PIXELS = 4000
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from experiments.verdict import aggregate as agg
+from experiments.verdict.tables import claim_summary as agg
 from experiments.verdict import findings
 
 PLAIN = "reinforce(baseline='none')"

@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.verdict import aggregate as agg
 from experiments.config import study_config
 from experiments.config.plan import make_plan
 from experiments.config.typed_config import ConfigError
+from experiments.verdict.tables.elbo_table import elbo_table
+from experiments.verdict.tables.lr_selection import (LR_SELECTION_COLUMNS, mark_selected, only_selected,
+                                                     select_learning_rates)
 
 from studies import run_study
 
@@ -118,40 +120,40 @@ def _frames(valid_test: dict, diverged=(), seeds=(0, 1, 2)):
 
 def test_the_rate_with_the_best_validation_elbo_is_selected_never_the_best_test_elbo():
     metrics, status = _frames({1e-3: (-100.0, -99.0), 3e-4: (-98.0, -101.0), 1e-4: (-105.0, -97.0)})
-    table = agg.select_learning_rates(metrics, status)
+    table = select_learning_rates(metrics, status)
     assert table.loc[table["selected"], "lr"].tolist() == [3e-4]
     row = table[table["selected"]].iloc[0]
     assert row["valid_elbo_mean"] == pytest.approx(-98.0 + 0.01) and row["test_elbo_mean"] == pytest.approx(-101.0 + 0.01)
     assert table["n_runs"].tolist() == [3, 3, 3] and table["eligible"].all()
-    marked = agg.mark_selected(metrics, table)
+    marked = mark_selected(metrics, table)
     assert set(marked.loc[marked["selected"], "lr"]) == {3e-4}
-    elbo = agg.elbo_table(agg.only_selected(marked), agg.only_selected(agg.mark_selected(status, table)))
+    elbo = elbo_table(only_selected(marked), only_selected(mark_selected(status, table)))
     assert len(elbo) == 1 and elbo["neg_elbo_mean"].iloc[0] == pytest.approx(101.0 - 0.01)
 
 
 def test_a_rate_that_diverges_on_a_seed_is_not_eligible_and_ties_go_to_the_smaller_rate():
     metrics, status = _frames({1e-3: (-90.0, -90.0), 3e-4: (-95.0, -95.0), 1e-4: (-95.0, -95.0)},
                               diverged={(1e-3, 2)})
-    table = agg.select_learning_rates(metrics, status)
+    table = select_learning_rates(metrics, status)
     assert not table.set_index("lr").loc[1e-3, "eligible"]
     assert table.loc[table["selected"], "lr"].tolist() == [1e-4]
     metrics, status = _frames({1e-3: (-90.0, -90.0)}, diverged={(1e-3, 0)})
-    assert agg.select_learning_rates(metrics, status).empty   # one rate: not a selection
+    assert select_learning_rates(metrics, status).empty   # one rate: not a selection
 
 
 def test_nothing_is_selected_when_every_rate_diverged_on_some_seed():
     metrics, status = _frames({1e-3: (-90.0, -90.0), 1e-4: (-95.0, -95.0)}, diverged={(1e-3, 0), (1e-4, 1)})
-    table = agg.select_learning_rates(metrics, status)
+    table = select_learning_rates(metrics, status)
     assert len(table) == 2 and not table["selected"].any()
-    marked = agg.mark_selected(metrics, table)
+    marked = mark_selected(metrics, table)
     assert not marked["selected"].any()
 
 
 def test_studies_without_grids_select_everything():
     metrics, status = _frames({1e-3: (-90.0, -90.0)})
-    table = agg.select_learning_rates(metrics, status)
-    assert table.empty and list(table.columns) == agg.LR_SELECTION_COLUMNS
-    assert agg.mark_selected(metrics, table)["selected"].all()
+    table = select_learning_rates(metrics, status)
+    assert table.empty and list(table.columns) == LR_SELECTION_COLUMNS
+    assert mark_selected(metrics, table)["selected"].all()
 
 
 # --- through the pipeline -----------------------------------------------------------------------------

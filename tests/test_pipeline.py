@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments.verdict.aggregate import TABLES
+from experiments.verdict.tables import TABLES
 from experiments.config import study_config
 from experiments.config.plan import make_plan
 from experiments.verdict.plots import FIGURES

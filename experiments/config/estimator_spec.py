@@ -5,7 +5,8 @@ input-dependent learned baseline with ``reinforce``, VAE only), ``latents: [...]
 explicitly; an estimator that does not apply to one of them is then an error, not a listed exclusion),
 ``train: false`` (VAE only: no training run of its own; measured at the shared checkpoints only) and
 ``lr_grid: [...]`` (VAE only: one training run per learning rate; the one with the best final validation ELBO
-is selected, ``experiments.verdict.aggregate.select_learning_rates``, and its test numbers are reported).
+is selected, ``experiments.verdict.tables.lr_selection.select_learning_rates``, and its test numbers are
+reported).
 Every place that reads an entry (the plan, the synthetic study, VAE runs, the shared-checkpoints protocol)
 goes through this class, so an entry is valid everywhere or nowhere.
 """

@@ -1,7 +1,7 @@
 """The study's answer in words: ``findings.md``, generated from the verdict table and its summary, never by hand.
 
 ``findings(claim, summary, threshold)`` is pure: from ``variance_claim`` (one row per declared comparison and
-setting, ``experiments.verdict.aggregate.claim_table``) and ``claim_summary`` (``aggregate.claim_summary``) to 4-8
+setting, ``experiments.verdict.tables.variance_claim``) and ``claim_summary`` (``tables.claim_summary``) to 4-8
 sentences of markdown, each with its numbers and their 95% intervals over seeds:
 
 1. the whole verdict: how many rows hold, fail, are undecided or exact, and the extreme ratios;
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.verdict import aggregate as agg
+from experiments.verdict.tables import claim_summary as agg
 
 FILENAME = "findings.md"
 PATHWISE, RELAXATION = "reinforce_over_pathwise", "reinforce_over_relaxation"
@@ -46,7 +46,7 @@ def _plain_ids(claim: pd.DataFrame) -> set[str]:
 
 def _measured(rows: pd.DataFrame, every: bool = False) -> pd.DataFrame:
     """Rows with a ratio from measurements (not exact, not missing), with ``place`` and ``order``
-    (``aggregate.setting_places``, ``setting_order``), each family's in order; unless ``every``, only at each
+    (``claim_summary.setting_places``, ``setting_order``), each family's in order; unless ``every``, only at each
     family's smallest number of samples and a synthetic problem's first parameter group (as the figure)."""
     rows = rows[np.isfinite(rows["variance_ratio"]) & (rows["interval"] != "exact") & (rows["verdict"] != "missing")]
     if rows.empty:

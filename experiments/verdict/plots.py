@@ -16,8 +16,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from experiments.verdict.aggregate import STAGE_ORDER, claim_samples, only_selected  # noqa: E402
-from experiments.verdict import ranking as ranking_mod  # noqa: E402
+from experiments.verdict.tables.claim_summary import STAGE_ORDER, claim_samples  # noqa: E402
+from experiments.verdict.tables.lr_selection import only_selected  # noqa: E402
+from experiments.verdict.tables import estimator_ranking as ranking_mod  # noqa: E402
 from experiments.synthetic.closed_form import variance_ratio_sum_of_squares  # noqa: E402
 
 MOHAMED = {"mohamed_quadratic": "(x - k)^2", "mohamed_exp": "exp(-k x^2)", "mohamed_cos": "cos(k x)"}

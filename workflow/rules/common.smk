@@ -11,7 +11,7 @@ import snakemake.utils
 from experiments.config import study_config
 from experiments.config.jobs import LR_SUFFIX_PATTERN
 from experiments.config.plan import make_plan
-from experiments.verdict.aggregate import TABLES
+from experiments.verdict.tables import TABLES
 from experiments.verdict.plots import FIGURE_TABLES, FIGURES
 from experiments.config.typed_config import ConfigError
 

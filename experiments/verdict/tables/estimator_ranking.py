@@ -1,5 +1,6 @@
-"""The estimator ranking: per family and setting, every estimator's variance and MSE relative to the best at
-equal evaluations of f, with intervals over seeds, and its seconds per estimate. Descriptive, not a verdict.
+"""The estimator ranking (``estimator_ranking.csv``): per family and setting, every estimator's variance and MSE
+relative to the best at equal evaluations of f, with intervals over seeds, and its seconds per estimate.
+Descriptive, not a verdict.
 
 A family is a synthetic problem or a VAE latent (shared-checkpoints protocol only: the same network for every
 estimator); a setting is a problem setting and parameter group, or a checkpoint's step, at one number of samples
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.verdict import claim as claim_mod
+from experiments.verdict.tables.table import Table
 
 RANKING_COLUMNS = ["source", "family", "setting", "samples", "device", "estimator_id", "estimator_name", "unbiased",
                    "rank", "n_seeds", "exact", "work_variance", "variance_vs_best", "variance_ci_low",
@@ -145,3 +147,17 @@ def family_summary(ranking: pd.DataFrame, value: str) -> pd.DataFrame:
     with np.errstate(divide="ignore"):
         order = np.log10(table).median(axis=1).sort_values(na_position="last").index   # exact (0) first
     return table.loc[order]
+
+
+
+TABLE = Table("estimator_ranking", (
+    "Which estimator, where: descriptive, not a verdict (no test decides a ranking). One row per family (a "
+    "synthetic problem, or a VAE latent at the shared checkpoints: the same network for every estimator), "
+    "setting (problem setting and parameter group, or checkpoint step), number of samples, device and estimator: "
+    "its variance and MSE times its evaluations of f per estimate (the work of an estimate), relative to the "
+    "group's best (the lowest geometric mean over seeds among estimators whose variance is not zero to "
+    "rounding), as a geometric mean over seeds of per-seed ratios with a 95% interval (the claim's seed "
+    "interval; measurement-only with fewer than 3 seeds); `exact` (ratio 0) where the variance is zero to "
+    "rounding; its rank by the variance ratio, its seconds per estimate, and whether it is unbiased (a biased "
+    "estimator's MSE, not its variance, is the fair comparison)."))
+
