@@ -6,7 +6,8 @@ For each paper model (``run_config.PRESETS``) on a random binary minibatch of MN
 reference gradient with the default settings, and of measuring a few estimators with a fixed number of
 estimates (both in ``encoder_gradient_estimates``'s default mode, vectorized where it applies); the
 checkpoint's time before = reference + estimators, after = estimators. Timed in the same
-run, ``--rounds`` rounds, min / median / max printed.
+run, ``--rounds`` rounds interleaved (the order swapped every other round, ``benchmarks/timing.py``), the
+speed-up before / after taken within each round and printed as min / median / max.
 
 A second table times each measured estimator's ``--estimates`` estimates in the loop mode (one estimator
 call and one backward pass per estimate) and in the vectorized mode (``encoder_gradient_estimates``'s
@@ -20,8 +21,7 @@ Not a test: it asserts nothing, it prints numbers.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import functools
 
 import torch
 
@@ -32,20 +32,25 @@ from experiments.vae.encoder_gradient import (encoder_gradient_estimates, refere
 from experiments.vae.latent import LatentSpec
 from experiments.vae.model import VAE
 from experiments.vae.run_config import PRESETS, ReferenceGradientSettings, VarianceSettings
+from timing import interleaved, min_median_max, per_round  # benchmarks/timing.py
+
+CPU = torch.device("cpu")
 
 MEASURED = {"gaussian": [("pathwise", {}), ("reinforce", {"baseline": "leave_one_out"})],
             "bernoulli": [("reinforce", {"baseline": "leave_one_out"}), ("gumbel_softmax", {"temperature": 0.5})],
             "categorical": [("reinforce", {"baseline": "leave_one_out"}), ("gumbel_softmax", {"temperature": 0.5})]}
 
 
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def _estimates(model: VAE, x: torch.Tensor, measured: list, gen: torch.Generator, args, vectorize=None):
+    """A call that measures every estimator of ``measured`` as a checkpoint does (``vectorize=None``: its
+    default mode)."""
+    mode = {} if vectorize is None else {"vectorize": vectorize}
 
-
-def _mmm(values) -> str:
-    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+    def call() -> None:
+        for est in measured:
+            encoder_gradient_estimates(model, x, est, n_samples=args.samples, n_estimates=args.estimates,
+                                       generator=gen, **mode)
+    return call
 
 
 def loop_vs_vectorized(models: dict, x: torch.Tensor, args) -> None:
@@ -62,15 +67,12 @@ def loop_vs_vectorized(models: dict, x: torch.Tensor, args) -> None:
             evaluations = est.f_evaluations(model.posterior(x[:1]), args.samples)
             chunk = vectorized_chunk(model, x.shape[0], max(evaluations, args.samples))
             gen = torch.Generator().manual_seed(1)
-            seconds = {False: [], True: []}
-            for r in range(args.rounds):
-                for vectorize in ((False, True) if r % 2 == 0 else (True, False)):
-                    seconds[vectorize].append(_seconds(lambda: encoder_gradient_estimates(
-                        model, x, est, n_samples=args.samples, n_estimates=args.estimates, generator=gen,
-                        vectorize=vectorize)))
-            ratios = [a / b for a, b in zip(seconds[False], seconds[True])]
-            print(f"{preset:22s} {est.describe():36s} {chunk:8d} {_mmm(seconds[False]):>20s} "
-                  f"{_mmm(seconds[True]):>20s} {_mmm(ratios):>20s}")
+            sides = {mode: _estimates(model, x, [est], gen, args, vectorize=vectorize)
+                     for mode, vectorize in (("loop", False), ("vectorized", True))}
+            seconds = interleaved(sides, 0.0, args.rounds, CPU, warmup=0)  # one call per side and round
+            ratios = per_round(seconds["loop"], seconds["vectorized"])
+            print(f"{preset:22s} {est.describe():36s} {chunk:8d} {min_median_max(seconds['loop']):>20s} "
+                  f"{min_median_max(seconds['vectorized']):>20s} {min_median_max(ratios):>20s}")
 
 
 def main(argv=None) -> None:
@@ -97,19 +99,16 @@ def main(argv=None) -> None:
         torch.manual_seed(0)
         model = models[preset] = VAE(784, latent, spec["model"]["hidden"], spec["model"]["activation"])
         x = torch.bernoulli(torch.full((batch, 784), 0.13), generator=gen)
-        refs, ests, ratios = [], [], []
-        for _ in range(args.rounds):
-            ref = _seconds(lambda: reference_gradient(model, x, gen, ref_cfg))
-            est = sum(_seconds(lambda: encoder_gradient_estimates(
-                model, x, estimators.get(name, **opts), n_samples=args.samples, n_estimates=args.estimates,
-                generator=gen)) for name, opts in MEASURED[latent.family])
-            refs.append(ref)
-            ests.append(est)
-            ratios.append((ref + est) / est)
+        measured = [estimators.get(name, **opts) for name, opts in MEASURED[latent.family]]
+        sides = {"reference": functools.partial(reference_gradient, model, x, gen, ref_cfg),
+                 "estimators": _estimates(model, x, measured, gen, args)}
+        seconds = interleaved(sides, 0.0, args.rounds, CPU, warmup=0)  # one call per side and round
+        refs, ests = seconds["reference"], seconds["estimators"]
+        before = [r + e for r, e in zip(refs, ests, strict=True)]  # before: reference + estimators, same round
         print(f"{preset:22s} {min(refs):12.2f} {min(ests):13.2f} {min(refs) + min(ests):10.2f} {min(ests):9.2f} "
-              f"{min(ratios):8.2f} / {statistics.median(ratios):.2f} / {max(ratios):.2f}")
-    loop_vs_vectorized(models, torch.bernoulli(torch.full((batch, 784), 0.13), generator=torch.Generator().manual_seed(0)),
-                       args)
+              f"{min_median_max(per_round(before, ests)):>24s}")
+    x = torch.bernoulli(torch.full((batch, 784), 0.13), generator=torch.Generator().manual_seed(0))
+    loop_vs_vectorized(models, x, args)
 
 
 if __name__ == "__main__":

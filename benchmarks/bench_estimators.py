@@ -3,8 +3,8 @@
 For each estimator on a fixed problem it prints gradient estimates per second (estimator call plus
 backward) and the ratio ours / plain (1.0 = no overhead). Then the speed of ``measure_variance``
 (vectorized and loop modes) against a naive Python loop of the plain estimator. The two sides of a ratio
-are timed in interleaved rounds, and the ratio is printed as min / median / max over the rounds, so how
-noisy a number is shows next to it.
+are timed in interleaved rounds, the order swapped every other round (``benchmarks/timing.py``), and the
+ratio is printed as min / median / max over the rounds, so how noisy a number is shows next to it.
 
     python benchmarks/bench_estimators.py [--device cpu|cuda] [--seconds 0.3] [--rounds 5]
 
@@ -14,32 +14,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorical
 
 import estimators
+from timing import interleaved, min_median_max, per_round  # benchmarks/timing.py
 
 BATCH, DIM, N_SAMPLES, CLASSES, TAU = 64, 100, 8, 10, 0.5
-
-
-def timeit(step, seconds: float, device) -> float:
-    """Calls per second of ``step`` over about ``seconds`` (after warm-up)."""
-    for _ in range(3):
-        step()
-    _sync(device)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        n += 1
-    _sync(device)
-    return n / (time.perf_counter() - start)
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def build(device, gen):
@@ -103,7 +85,8 @@ def plain_versions(device, gen, parts):
 
     return {
         "pathwise": pathwise, "reinforce(none)": reinforce("none"),
-        "reinforce(leave_one_out)": reinforce("leave_one_out"), "reinforce(weighted_leave_one_out)": reinforce("weighted_leave_one_out"),
+        "reinforce(leave_one_out)": reinforce("leave_one_out"),
+        "reinforce(weighted_leave_one_out)": reinforce("weighted_leave_one_out"),
         "straight_through": straight_through, "gumbel_softmax": gumbel(False), "st_gumbel_softmax": gumbel(True),
         "exact": exact,
     }
@@ -123,7 +106,8 @@ def library_versions(device, gen, parts):
         "pathwise": run("pathwise", normal, f_cont, cont),
         "reinforce(none)": run("reinforce", normal, f_cont, cont),
         "reinforce(leave_one_out)": run("reinforce", normal, f_cont, cont, baseline="leave_one_out"),
-        "reinforce(weighted_leave_one_out)": run("reinforce", normal, f_cont, cont, baseline="weighted_leave_one_out"),
+        "reinforce(weighted_leave_one_out)": run("reinforce", normal, f_cont, cont,
+                                                 baseline="weighted_leave_one_out"),
         "straight_through": run("straight_through", bern, f_cont, disc),
         "gumbel_softmax": run("gumbel_softmax", bern, f_cont, disc, temperature=TAU),
         "st_gumbel_softmax": run("st_gumbel_softmax", bern, f_cont, disc, temperature=TAU),
@@ -131,17 +115,12 @@ def library_versions(device, gen, parts):
     }
 
 
-def interleaved(plain, ours, seconds: float, device, rounds: int) -> tuple[float, float, list[float]]:
-    """Median rates of both sides and the per-round ratios ours / plain, timed in alternation."""
-    p_rates, o_rates = [], []
-    for _ in range(rounds):
-        p_rates.append(timeit(plain, seconds, device))
-        o_rates.append(timeit(ours, seconds, device))
-    return statistics.median(p_rates), statistics.median(o_rates), [o / p for o, p in zip(o_rates, p_rates)]
-
-
-def _ratios(ratios: list[float]) -> str:
-    return f"{min(ratios):5.2f}x / {statistics.median(ratios):5.2f}x / {max(ratios):5.2f}x"
+def compared(plain, ours, seconds: float, device, rounds: int) -> tuple[float, float, list[float]]:
+    """Median rates (calls per second) of both sides and the per-round ratios ours / plain of the rates, the two
+    sides timed in interleaved rounds, the order swapped every other round."""
+    times = interleaved({"plain": plain, "ours": ours}, seconds, rounds, device)
+    return (1 / statistics.median(times["plain"]), 1 / statistics.median(times["ours"]),
+            per_round(times["plain"], times["ours"]))
 
 
 def bench_variance(device, gen, seconds, rounds):
@@ -170,15 +149,19 @@ def bench_variance(device, gen, seconds, rounds):
 
     ours = {
         "naive loop (gradvar estimator)": naive_library,
-        "measure_variance loop": lambda: estimators.measure_variance(est, problem, [mu], n_estimates=r, n_samples=N_SAMPLES, generator=gen),
-        "measure_variance vectorized": lambda: estimators.measure_variance(est, problem, [mu], n_estimates=r, n_samples=N_SAMPLES,
-                                                          generator=gen, vectorize=True),
+        "measure_variance loop": lambda: estimators.measure_variance(
+            est, problem, [mu], n_estimates=r, n_samples=N_SAMPLES, generator=gen),
+        "measure_variance vectorized": lambda: estimators.measure_variance(
+            est, problem, [mu], n_estimates=r, n_samples=N_SAMPLES, generator=gen, vectorize=True),
     }
     print(f"\nmeasure_variance, REINFORCE, D={dim}, S={N_SAMPLES}, R={r} (estimates per second, medians; "
-          f"ratio to the naive plain-torch loop: min / median / max over {rounds} rounds)")
-    for mode, fn in ours.items():
-        base, rate, ratios = interleaved(naive, fn, seconds, device, rounds)
-        print(f"  {mode:32s} {rate * r:12.0f}  vs {base * r:10.0f}   {_ratios(ratios)}")
+          f"ratio to the naive plain-torch loop timed in the same rounds: min / median / max over {rounds} rounds)")
+    times = interleaved({"naive": naive, **ours}, seconds, rounds, device)
+    base = 1 / statistics.median(times["naive"])
+    for mode in ours:
+        ratios = per_round(times["naive"], times[mode])
+        print(f"  {mode:32s} {r / statistics.median(times[mode]):12.0f}  vs {base * r:10.0f}   "
+              f"{min_median_max(ratios, '5.2f', 'x')}")
 
 
 def main():
@@ -198,8 +181,8 @@ def main():
           f"batch {BATCH} x dim {DIM}, {N_SAMPLES} samples per estimate")
     print(f"{'estimator':34s} {'plain /s':>10s} {'gradvar /s':>11s}   ratio min / median / max ({args.rounds} rounds)")
     for key in plain:
-        p, o, ratios = interleaved(plain[key], ours[key], args.seconds, device, args.rounds)
-        print(f"{key:34s} {p:10.0f} {o:11.0f}   {_ratios(ratios)}")
+        p, o, ratios = compared(plain[key], ours[key], args.seconds, device, args.rounds)
+        print(f"{key:34s} {p:10.0f} {o:11.0f}   {min_median_max(ratios, '5.2f', 'x')}")
     bench_variance(device, gen, args.seconds, args.rounds)
 
 

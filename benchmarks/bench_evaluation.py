@@ -5,7 +5,8 @@ once: k x batch x 784 decoder logits, 1.5 GB at k=1000 and batch 500) and the cu
 (``VAE.iwae_bound``: ``VAE.iwae_sample_chunk`` samples per pass, ``log_w`` kept, one logsumexp).
 
 For each model of ``run_config.PRESETS`` (the anchor papers' three by default) and device (CPU, and CUDA
-when available): ``--rounds`` rounds, the two IWAE ways alternating their order, in the same run;
+when available): ``--rounds`` rounds, the ELBO and the two IWAE ways interleaved, the order reversed every
+other round (``benchmarks/timing.py``), in the same run;
 seconds min / median / max, the ratio previous / chunked within a round (above 1: chunked is faster), and
 each way's peak memory over its rounds, above what was held before it: the process's resident set on CPU
 (``VmHWM`` less ``VmRSS``, the peak reset through ``/proc/self/clear_refs`` before each measurement; Linux
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
 
 import torch
 
@@ -31,6 +30,7 @@ from experiments.config.typed_config import parse
 from experiments.vae.latent import LatentSpec
 from experiments.vae.model import VAE
 from experiments.vae.run_config import PRESETS
+from timing import interleaved, min_median_max, per_round  # benchmarks/timing.py
 
 DEFAULT_PRESETS = ["kingma2013", "jang2017_bernoulli", "jang2017_categorical"]
 
@@ -71,19 +71,25 @@ def _memory_mb(device: torch.device, field: str) -> float:
     return math.nan
 
 
-def _timed(fn, device: torch.device) -> tuple[float, float]:
-    """(seconds, peak MB above the memory held before) of ``fn()``."""
-    _reset_peak(device)
-    before = _memory_mb(device, "VmRSS")
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start, _memory_mb(device, "VmHWM") - before
+def _peak_recorded(fn, device: torch.device, peaks: list[float]):
+    """``fn`` that appends its peak MB above the memory held before it to ``peaks`` (its seconds are timed
+    around it by ``timing.interleaved``)."""
+    def call() -> None:
+        _reset_peak(device)
+        before = _memory_mb(device, "VmRSS")
+        fn()
+        peaks.append(_memory_mb(device, "VmHWM") - before)
+    return call
 
 
-def _mmm(values) -> str:
-    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+def _sides(model: VAE, chunks, k: int, gen: torch.Generator, device: torch.device, peaks: dict) -> dict:
+    """The timed sides over the test set's chunks: the ELBO, and the IWAE bound both ways (their peaks recorded)."""
+    return {
+        "elbo": lambda: [model.elbo(c, gen, 1) for c in chunks],
+        "at_once": _peak_recorded(lambda: [iwae_all_at_once(model, c, k, gen) for c in chunks], device,
+                                  peaks["at_once"]),
+        "chunked": _peak_recorded(lambda: [model.iwae_bound(c, k, gen) for c in chunks], device, peaks["chunked"]),
+    }
 
 
 def main(argv=None) -> None:
@@ -111,21 +117,13 @@ def main(argv=None) -> None:
                         spec["model"]["activation"]).to(device)
             gen = torch.Generator(device=device).manual_seed(0)
             x = torch.bernoulli(torch.full((args.images, 784), 0.13, device=device), generator=gen)
-            chunks = x.split(args.batch)
-            ways = {
-                "at_once": lambda: [iwae_all_at_once(model, c, args.k, gen) for c in chunks],
-                "chunked": lambda: [model.iwae_bound(c, args.k, gen) for c in chunks],
-            }
-            elbo, seconds, peaks = [], {w: [] for w in ways}, {w: [] for w in ways}
-            for r in range(args.rounds):
-                elbo.append(_timed(lambda: [model.elbo(c, gen, 1) for c in chunks], device)[0])
-                for way in (("at_once", "chunked") if r % 2 == 0 else ("chunked", "at_once")):
-                    s, peak = _timed(ways[way], device)
-                    seconds[way].append(s)
-                    peaks[way].append(peak)
-            ratios = [a / b for a, b in zip(seconds["at_once"], seconds["chunked"])]
-            print(f"{preset:22s} {device.type:6s} {model.iwae_sample_chunk(args.batch):5d} {_mmm(elbo):>18s} "
-                  f"{_mmm(seconds['at_once']):>22s} {_mmm(seconds['chunked']):>22s} {_mmm(ratios):>20s} "
+            peaks = {"at_once": [], "chunked": []}
+            sides = _sides(model, x.split(args.batch), args.k, gen, device, peaks)
+            seconds = interleaved(sides, 0.0, args.rounds, device, warmup=0)  # one call per side and round
+            ratios = per_round(seconds["at_once"], seconds["chunked"])
+            print(f"{preset:22s} {device.type:6s} {model.iwae_sample_chunk(args.batch):5d} "
+                  f"{min_median_max(seconds['elbo']):>18s} {min_median_max(seconds['at_once']):>22s} "
+                  f"{min_median_max(seconds['chunked']):>22s} {min_median_max(ratios):>20s} "
                   f"{max(peaks['at_once']):15.0f} {max(peaks['chunked']):15.0f}", flush=True)
             if device.type == "cuda":
                 torch.cuda.empty_cache()

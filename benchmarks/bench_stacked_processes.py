@@ -17,8 +17,8 @@ without them). The two sides alternate round by round (the order reversed every 
 cell and N: median seconds of each side, runs x steps per second, and ``separate/stacked``, the median over
 rounds of the per-round ratio of wall times (above 1: stacking is faster), with the per-round min / max.
 
-    python benchmarks/bench_stacked_processes.py [--device cpu|cuda] [--sizes digits paper] [--runs 3 8] [--steps S] [--rounds R]
-        [--jobs J] [--data-dir DIR] [--quick]
+    python benchmarks/bench_stacked_processes.py [--device cpu|cuda] [--sizes digits paper] [--runs 3 8]
+        [--steps S] [--rounds R] [--jobs J] [--data-dir DIR] [--quick]
 
 Not a test: it asserts nothing, it prints numbers.
 """
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "benchmarks") not in sys.path:
     sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from timing import interleaved  # noqa: E402  (benchmarks/timing.py)
+from timing import interleaved, per_round  # noqa: E402  (benchmarks/timing.py)
 
 CPU = torch.device("cpu")  # the jobs run in their own processes: nothing to synchronize here
 N_SAMPLES, BATCH = 4, 100
@@ -123,7 +123,7 @@ def bench_cell(label: str, config: dict, n: int, steps: int, rounds: int, jobs: 
     # one call per side and round (window of 0 s), no warm-up: a call is a whole set of jobs
     times = interleaved(sides, 0.0, rounds, CPU, warmup=0)
     shutil.rmtree(tmp)
-    ratios = [a / b for a, b in zip(times["separate"], times["stacked"])]
+    ratios = per_round(times["separate"], times["stacked"])
     sep, stk = statistics.median(times["separate"]), statistics.median(times["stacked"])
     print(f"  {label:34s} {n:2d} {sep:9.2f} {stk:9.2f} {n * steps / sep:10.1f} {n * steps / stk:10.1f}  "
           f"{statistics.median(ratios):6.2f}x  {min(ratios):5.2f} / {max(ratios):5.2f}", flush=True)
@@ -155,9 +155,9 @@ def main(argv=None):
     run_counts = args.runs or ([2] if args.quick else [3, 8])
     rounds = 1 if args.quick else args.rounds
     data_dir = _data_dir(args.data_dir)
-    print(f"device {args.device}; separate: one experiments.vae.train process per run, {args.jobs} at once; stacked: one "
-          f"experiments.vae.stacked process; one thread each; {rounds} rounds; batch {BATCH}, {N_SAMPLES} samples, "
-          f"no evaluation or variance measurement")
+    print(f"device {args.device}; separate: one experiments.vae.train process per run, {args.jobs} at once; "
+          f"stacked: one experiments.vae.stacked process; one thread each; {rounds} rounds; batch {BATCH}, "
+          f"{N_SAMPLES} samples, no evaluation or variance measurement")
     print(f"  {'cell':34s} {'N':>2s} {'separ. s':>9s} {'stack. s':>9s} {'sep. r*s/s':>10s} {'stk. r*s/s':>10s}  "
           f"{'sep/stk':>7s}  per round min / max")
     with tempfile.TemporaryDirectory(prefix="bench_stacked_processes.") as tmp:

@@ -23,11 +23,9 @@ Not a test: it asserts nothing, it prints numbers.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from pathlib import Path
-from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -39,7 +37,8 @@ from experiments.vae import data as data_mod  # noqa: E402
 from experiments.vae.run_config import resolve  # noqa: E402
 from experiments.vae.stacked import StackedRuns  # noqa: E402
 from experiments.vae.train import Run  # noqa: E402
-from timing import interleaved  # noqa: E402  (benchmarks/timing.py)
+from random_data import random_dataset, serving  # noqa: E402  (benchmarks/random_data.py)
+from timing import interleaved, min_median_max, per_round  # noqa: E402  (benchmarks/timing.py)
 
 BATCH, N_SAMPLES = 100, 4
 PATHWISE = {"name": "pathwise"}
@@ -57,14 +56,6 @@ SIZES = {
 }
 TIMING = {"digits": (0.2, 5), "paper": (0.5, 3)}   # (seconds per window, rounds)
 QUICK_TIMING = {"digits": (0.05, 3), "paper": (0.1, 3)}
-
-
-def random_dataset(name: str, n_train: int, x_dim: int, device) -> data_mod.Dataset:
-    """Uniform grey levels from a fixed generator, binarized per minibatch (``dynamic``) as digits/MNIST are."""
-    gen = torch.Generator().manual_seed(20240607)
-    train = torch.rand(n_train, x_dim, generator=gen).to(device)
-    test = torch.bernoulli(torch.rand(BATCH, x_dim, generator=gen), generator=gen).to(device)
-    return data_mod.Dataset(name, train, test, dynamic=True)
 
 
 def configs(layer: dict, dataset: data_mod.Dataset, est: dict, n_runs: int, device) -> list:
@@ -92,15 +83,13 @@ def stacked_side(stack: StackedRuns):
     return step
 
 
-
-
 HEADER = (f"  {'latent, estimator':34s} {'N':>2s} {'separate runs*steps/s':>30s} {'stacked runs*steps/s':>30s} "
           f"{'stacked/separate':>16s}  {'per round min / med / max':25s}")
 
 
 def _rates(n: int, times: list[float]) -> str:
-    rates = sorted(n / t for t in times)
-    return f"{rates[-1]:8.1f} ({rates[0]:.0f}/{statistics.median(rates):.0f}/{rates[-1]:.0f})"
+    rates = [n / t for t in times]
+    return f"{max(rates):8.1f} ({min_median_max(rates, '.0f', sep='/')})"
 
 
 def bench(device, sizes, run_counts, timing, tmp: Path) -> None:
@@ -116,16 +105,15 @@ def bench(device, sizes, run_counts, timing, tmp: Path) -> None:
         for label, (layer, est) in latents.items():
             for n in run_counts:
                 cfgs = configs(layer, dataset, est, n, device)
-                with mock.patch.object(data_mod, "load", lambda *args, **kwargs: dataset):
+                with serving(dataset):
                     runs = [Run(c, tmp / f"sep{i}") for i, c in enumerate(cfgs)]
                     stack = StackedRuns(cfgs, [tmp / f"stk{i}" for i in range(n)])
                 times = interleaved({"separate": separate_side(runs), "stacked": stacked_side(stack)},
                                     seconds, rounds, device)
-                ratios = sorted(s / t for s, t in zip(times["separate"], times["stacked"]))
+                ratios = per_round(times["separate"], times["stacked"])
                 best = min(times["separate"]) / min(times["stacked"])
                 print(f"  {label:34s} {n:2d} {_rates(n, times['separate']):>30s} {_rates(n, times['stacked']):>30s} "
-                      f"{best:15.2f}x  {ratios[0]:5.2f} / {statistics.median(ratios):5.2f} / {ratios[-1]:5.2f}",
-                      flush=True)
+                      f"{best:15.2f}x  {min_median_max(ratios, '5.2f')}", flush=True)
                 del runs, stack
 
 

@@ -45,7 +45,6 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -60,7 +59,8 @@ from experiments.vae.model import VAE  # noqa: E402
 from experiments.vae.run_config import PRESETS, resolve  # noqa: E402
 from experiments.vae import objectives  # noqa: E402
 from experiments.vae.train import Run  # noqa: E402
-from timing import interleaved  # noqa: E402  (benchmarks/timing.py)
+from random_data import random_dataset, serving  # noqa: E402  (benchmarks/random_data.py)
+from timing import interleaved, median_ratio, min_median_max, per_round  # noqa: E402  (benchmarks/timing.py)
 
 BATCH, N_SAMPLES, TARGET = 100, 4, 1.03
 
@@ -113,14 +113,6 @@ def all_rows() -> list[tuple[str, str, dict]]:
 
 
 # --- data --------------------------------------------------------------------------------------------
-
-
-def random_dataset(name: str, n_train: int, x_dim: int, device) -> data_mod.Dataset:
-    """Uniform grey levels from a fixed generator, binarized per minibatch (``dynamic``) as digits/MNIST are."""
-    gen = torch.Generator().manual_seed(20240607)
-    train = torch.rand(n_train, x_dim, generator=gen).to(device)
-    test = torch.bernoulli(torch.rand(BATCH, x_dim, generator=gen), generator=gen).to(device)
-    return data_mod.Dataset(name, train, test, dynamic=True)
 
 
 class Batches:
@@ -329,7 +321,7 @@ def build_run(layer: dict, dataset: data_mod.Dataset, est_entry: dict, n: int, d
     """A real Run; its data set is ``dataset`` (the loader is replaced while it is built), so nothing is read."""
     config = resolve({**layer, "dataset": dataset.name, "estimator": est_entry, "n_samples": n,
                       "device": str(device), "seed": 0})
-    with mock.patch.object(data_mod, "load", lambda *args, **kwargs: dataset):
+    with serving(dataset):
         return Run(config, out)
 
 
@@ -378,27 +370,11 @@ def storchastic_step(model: VAE, family: str, n: int, batches: Batches, lr: floa
     return step
 
 
-# --- timing ------------------------------------------------------------------------------------------
-
-
+# --- the table -----------------------------------------------------------------------------------------
 
 
 def _ms(times: list[float] | None) -> str:
     return f"{1e3 * statistics.median(times):9.2f}" if times else f"{'-':>9s}"
-
-
-def _ratios(num: list[float], den: list[float]) -> list[float]:
-    return [a / b for a, b in zip(num, den)]
-
-
-def _ratio(num: list[float], den: list[float]) -> float:
-    """The median over rounds of the per-round ratio."""
-    return statistics.median(_ratios(num, den))
-
-
-def _spread(num: list[float], den: list[float]) -> str:
-    ratios = _ratios(num, den)
-    return f"{min(ratios):5.3f} / {statistics.median(ratios):5.3f} / {max(ratios):5.3f}"
 
 
 HEADER = (f"  {'estimator':18s} {'n':>2s} {'plain ms':>9s} {'core ms':>9s} {'Run ms':>9s}  {'Run/plain':>9s}  "
@@ -409,21 +385,22 @@ def print_row(est_id: str, n: int, times: dict[str, list[float]]) -> tuple[float
     """Prints one row; returns (Run/plain, core/plain), medians of the per-round ratios (None without a plain
     side)."""
     plain, core, run = times.get("plain"), times["core"], times["Run"]
-    best = _ratio(run, plain) if plain else None
+    best = median_ratio(run, plain) if plain else None
     cells = [f"  {est_id:18s} {n:2d} {_ms(plain)} {_ms(core)} {_ms(run)}"]
     if plain:
         flag = f"  > {TARGET:.2f}" if best > TARGET else ""
-        cells.append(f"  {best:8.3f}x  {_spread(run, plain):25s} {_ratio(core, plain):9.3f}x "
-                     f"{_ratio(run, core):8.3f}x{flag}")
+        spread = min_median_max(per_round(run, plain), "5.3f")
+        cells.append(f"  {best:8.3f}x  {spread:25s} {median_ratio(core, plain):9.3f}x "
+                     f"{median_ratio(run, core):8.3f}x{flag}")
     else:
-        cells.append(f"  {'-':>9s}  {'(no plain version)':25s} {'-':>10s} {_ratio(run, core):8.3f}x")
+        cells.append(f"  {'-':>9s}  {'(no plain version)':25s} {'-':>10s} {median_ratio(run, core):8.3f}x")
     print("".join(cells), flush=True)
     if "storchastic" in times:
         st = times["storchastic"]
-        print(f"  {'  storchastic':18s} {n:2d} {_ms(plain)} {'':9s} {_ms(st)}  {_ratio(st, plain):8.3f}x  "
-              f"{_spread(st, plain):25s} (storchastic ScoreFunction, batch_average baseline, in the Run column)",
-              flush=True)
-    return best, (_ratio(core, plain) if plain else None)
+        spread = min_median_max(per_round(st, plain), "5.3f")
+        print(f"  {'  storchastic':18s} {n:2d} {_ms(plain)} {'':9s} {_ms(st)}  {median_ratio(st, plain):8.3f}x  "
+              f"{spread:25s} (storchastic ScoreFunction, batch_average baseline, in the Run column)", flush=True)
+    return best, (median_ratio(core, plain) if plain else None)
 
 
 # --- main --------------------------------------------------------------------------------------------
@@ -489,7 +466,8 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", default=None, metavar="SIZE",
                     help="digits and/or paper (default: both; with --quick: digits)")
     ap.add_argument("--latents", nargs="+", default=None, metavar="NAME",
-                    help="latents of the chosen sizes (e.g. kingma2013 jang2017_bernoulli 'bernoulli(8)'); default: all")
+                    help="latents of the chosen sizes (e.g. kingma2013 jang2017_bernoulli 'bernoulli(8)'); "
+                         "default: all")
     ap.add_argument("--estimators", nargs="+", default=None, metavar="ID",
                     help="row ids or registered names (e.g. pathwise reinforce_loo gumbel; 'reinforce' names every "
                          "reinforce row); default: all")
@@ -530,8 +508,9 @@ def main(argv=None):
           f"n_samples {N_SAMPLES} (arm/disarm: {N_SAMPLES // 2} antithetic pairs = {N_SAMPLES} evaluations); "
           f"{storch_note}")
     print("ms: seconds per full training step, median over rounds. Run/plain: median over rounds of the "
-          f"per-round ratio (flagged above {TARGET}); per round: min / median / max of those ratios. core = Run.train_step's code path with "
-          "the plain minibatches; Run/core = what Run adds (its minibatch selection, divergence checks).")
+          f"per-round ratio (flagged above {TARGET}); per round: min / median / max of those ratios. "
+          "core = Run.train_step's code path with the plain minibatches; Run/core = what Run adds (its minibatch "
+          "selection, divergence checks).")
     flagged = []
     with tempfile.TemporaryDirectory(prefix="bench_vae_step.") as tmp:
         for size in sizes:
@@ -545,8 +524,8 @@ def main(argv=None):
                     continue
                 flagged += bench_latent(size, label, layer, spec, rows, seconds, rounds, device, Path(tmp), dataset,
                                         storch_ok)
-    print(f"\nabove {TARGET} (medians of the per-round ratios; the target applies to the paper sizes; estimators without a plain "
-          f"version have no ratio):")
+    print(f"\nabove {TARGET} (medians of the per-round ratios; the target applies to the paper sizes; estimators "
+          "without a plain version have no ratio):")
     for size in sizes:
         for column, index in (("Run/plain", 2), ("core/plain", 3)):
             mine = [f"{row[1]} {row[index]:.3f}x" for row in flagged if row[0] == size and row[index] > TARGET]
