@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,16 +26,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from workflow_copy import copy_workflow  # benchmarks/workflow_copy.py
+
 ROOT = Path(__file__).resolve().parent.parent
-COPIED = ("Snakefile", "workflow", "profiles", "config")
 TOTAL = "(study)"
 
 
 def run_study(configfile: str, cores: int, work: Path, extra: list[str]) -> tuple[float, float, Path]:
     """Run the study in ``work``; returns its wall seconds, the CPU seconds of everything it started, and the
     job-times file."""
-    for item in COPIED:
-        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, work / item)
+    copy_workflow(work)
     times = work / "job_times.jsonl"
     # The rules' `python` is this interpreter (not a version manager's shim, whose own start-up is not ours).
     env = {**os.environ, "GRADVAR_JOB_TIMES": str(times),
@@ -44,7 +43,7 @@ def run_study(configfile: str, cores: int, work: Path, extra: list[str]) -> tupl
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", configfile,
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), f"--configfile={configfile}",
                            *extra], cwd=work, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -64,7 +63,8 @@ def per_rule(times: Path, wall: float, cpu: float) -> pd.DataFrame:
                                       startup_cpu_s=("startup_cpu", "sum"), startup_wall_s=("startup_wall", "sum"))
     rules = rules.reset_index().rename(columns={"label": "rule"})
     total = {"rule": TOTAL, "jobs": int(rules["jobs"].sum()), "wall_s": wall, "cpu_s": cpu,
-             "startup_cpu_s": float(rules["startup_cpu_s"].sum()), "startup_wall_s": float(rules["startup_wall_s"].sum())}
+             "startup_cpu_s": float(rules["startup_cpu_s"].sum()),
+             "startup_wall_s": float(rules["startup_wall_s"].sum())}
     table = pd.concat([rules, pd.DataFrame([total])], ignore_index=True)
     table["startup_share_of_cpu"] = table["startup_cpu_s"] / table["cpu_s"]
     table["other_cpu_s"] = float("nan")
@@ -75,14 +75,14 @@ def per_rule(times: Path, wall: float, cpu: float) -> pd.DataFrame:
 def report(table: pd.DataFrame, before: pd.DataFrame | None) -> str:
     lines = [table.to_string(index=False, float_format=lambda v: f"{v:.3g}")]
     total = table.set_index("rule").loc[TOTAL]
-    lines.append(f"\nstudy: {total['wall_s']:.0f} s wall, {total['cpu_s']:.0f} s CPU, {int(total['jobs'])} Python jobs; "
-                 f"start-up {total['startup_cpu_s']:.0f} s CPU = {total['startup_share_of_cpu']:.1%} of the CPU "
+    lines.append(f"\nstudy: {total['wall_s']:.0f} s wall, {total['cpu_s']:.0f} s CPU, {int(total['jobs'])} Python "
+                 f"jobs; start-up {total['startup_cpu_s']:.0f} s CPU = {total['startup_share_of_cpu']:.1%} of the CPU "
                  f"(Snakemake and shells: {total['other_cpu_s']:.0f} s)")
     if before is not None:
         old = before.set_index("rule").loc[TOTAL]
-        lines.append(f"after/before: wall {total['wall_s'] / old['wall_s']:.2f}, CPU {total['cpu_s'] / old['cpu_s']:.2f}, "
-                     f"jobs {int(total['jobs'])}/{int(old['jobs'])}, start-up share {total['startup_share_of_cpu']:.1%} "
-                     f"(before {old['startup_share_of_cpu']:.1%})")
+        lines.append(f"after/before: wall {total['wall_s'] / old['wall_s']:.2f}, "
+                     f"CPU {total['cpu_s'] / old['cpu_s']:.2f}, jobs {int(total['jobs'])}/{int(old['jobs'])}, "
+                     f"start-up share {total['startup_share_of_cpu']:.1%} (before {old['startup_share_of_cpu']:.1%})")
     return "\n".join(lines)
 
 

@@ -7,8 +7,9 @@ Sections, each a separate program with its own time limit (one that fails or run
 others still run), in this order:
 
 1. ``study``: the tiny study (``config/tiny.yaml``) through Snakemake on ``cpu`` and the device, in a copy of
-   the workflow (``OUT/study/results/gpu_check_tiny/``); from its ``device_comparison.csv``: whether the variances agree between the
-   devices (the table's z-test) and the speed-up of the device over the CPU.
+   the workflow (``benchmarks/workflow_copy.py``; ``OUT/study/results/gpu_check_tiny/``); from its
+   ``device_comparison.csv``: whether the variances agree between the devices (the table's z-test) and the
+   speed-up of the device over the CPU.
 2. ``step``: ``benchmarks/bench_vae_step.py --device DEVICE`` at the paper sizes (Run/plain per estimator).
 3. ``stacked``: ``benchmarks/bench_stacked_runs.py --device DEVICE`` at the paper sizes, 3, 8 and 32 members.
 4. ``slice``: a slice of the paper study (``config/paper.yaml``): for every latent, the seeds of its host run's
@@ -19,7 +20,8 @@ others still run), in this order:
    the summary.
 
 Writes ``OUT/summary.md`` (the answer, with the commit it ran on), ``OUT/SECTION.log`` (each program's output),
-``OUT/slice.csv`` and ``OUT/slice.json``; the study runs in a copy of the workflow in ``OUT/study/``. The summary is rewritten after every section, so a run cut short keeps what it measured.
+``OUT/slice.csv`` and ``OUT/slice.json``; the study runs in a copy of the workflow in ``OUT/study/``. The summary
+is rewritten after every section, so a run cut short keeps what it measured.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from workflow_copy import copy_workflow  # noqa: E402  (benchmarks/workflow_copy.py)
+
 #: Per section: seconds it may take (full run, smoke run).
 LIMITS = {"study": (120, 240), "step": (100, 120), "stacked": (50, 120), "slice": (110, 180)}
 #: Paper evaluations are timed on this many latents (each is seconds on a GPU, minutes on a CPU).
@@ -45,15 +49,8 @@ EVAL_LATENTS = 2
 
 def study_folder(args) -> Path:
     """A copy of the workflow in OUT/study, where the tiny study runs (the checkout's results/ stay as they are)."""
-    import shutil
-
     import yaml
 
-    work = Path(args.out) / "study"
-    work.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "profiles"):
-        shutil.rmtree(work / item, ignore_errors=True)
-        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, work / item)
     study = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
     study["study"] = "gpu_check_tiny"
     study["devices"] = ["cpu"] + ([args.device] if args.device != "cpu" else [])
@@ -67,8 +64,7 @@ def study_folder(args) -> Path:
         vae["latents"] = {"gaussian": vae["latents"]["gaussian"]}
         vae["estimators"] = {k: vae["estimators"][k] for k in ("pathwise", "reinforce_loo")}
         vae["shared_checkpoints"]["trained_with"] = {"gaussian": "pathwise"}
-    (work / "study.yaml").write_text(yaml.safe_dump(study))
-    return work
+    return copy_workflow(Path(args.out) / "study", study=study)
 
 
 def section_commands(args) -> dict[str, tuple[list[str], Path]]:
@@ -101,6 +97,7 @@ def paper_slice(device: str, steps: int, smoke: bool, out: Path) -> None:
     from experiments.config.typed_config import load_yaml
     from experiments.vae.run_config import resolve
     from experiments.vae.stacked import StackedRuns
+    from timing import sync  # benchmarks/timing.py; it imports torch, imported here only, as above
 
     config_file = "config/tiny.yaml" if smoke else "config/paper.yaml"
     config = study_config.check(load_yaml(open(ROOT / config_file)))
@@ -125,11 +122,11 @@ def paper_slice(device: str, steps: int, smoke: bool, out: Path) -> None:
         stack._use(tuple(range(len(members))))
         for _ in range(3):  # warm-up: kernels chosen, allocator filled
             stack.train_step()
-        _sync(torch, device)
+        sync(torch.device(device))
         start = time.perf_counter()
         for _ in range(steps):
             stack.train_step()
-        _sync(torch, device)
+        sync(torch.device(device))
         per_step = (time.perf_counter() - start) / steps
         diverged = stack.divergence.read()
         eval_seconds = math.nan
@@ -161,11 +158,6 @@ def _hosts(plan):
             seen.add(run.latent_id)
             hosts.append(run)
     return hosts
-
-
-def _sync(torch, device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 #: What the projection leaves out, said with it.
@@ -253,8 +245,8 @@ def write_summary(args, results: dict) -> None:
         lines += ["", "## A slice of the paper study", "", pd.read_csv(out / "slice.csv").to_markdown(index=False),
                   "", f"Projected device-hours of the whole `{proj['study']}` config's VAE training on this device: "
                   f"**{proj['total_hours']:.1f} h** ({proj['train_hours']:.1f} h training, {proj['eval_hours']:.1f} h "
-                  f"evaluations; {proj['jobs']} jobs, {proj['runs']} runs, {proj['stacked_jobs']} of the jobs stacked). "
-                  f"Not included: {proj['note']}."]
+                  f"evaluations; {proj['jobs']} jobs, {proj['runs']} runs, {proj['stacked_jobs']} of the jobs "
+                  f"stacked). Not included: {proj['note']}."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
@@ -264,7 +256,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "results/gpu_check"))
     ap.add_argument("--commit", default=None, help="the commit the tree is at (the device copy has no .git)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (CI, on the CPU)")
-    ap.add_argument("--slice-steps", type=int, default=None, help="steps per latent in the slice (default 600; smoke 5)")
+    ap.add_argument("--slice-steps", type=int, default=None,
+                    help="steps per latent in the slice (default 600; smoke 5)")
     ap.add_argument("--sections", nargs="+", default=list(LIMITS), choices=list(LIMITS))
     ap.add_argument("--slice-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

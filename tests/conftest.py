@@ -1,7 +1,10 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
+
+from studies import copy_workflow
 
 # Under pytest-xdist (the README's `pytest -q` runs one worker per core, see pyproject.toml) every worker is
 # one process on one core: torch's own thread pool would put two threads on each core, and its threads spin
@@ -16,3 +19,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def gen():
     """A fixed-seed CPU generator: every statistical test is deterministic."""
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def workflow_copy(tmp_path) -> Path:
+    """A copy of the workflow (``Snakefile``, ``workflow/``, ``profiles/``, ``config/``) in this test's temporary
+    folder, where Snakemake runs without touching the checkout's ``results/``: ``studies.copy_workflow``."""
+    return copy_workflow(tmp_path / "workflow")

@@ -1,13 +1,20 @@
-"""Running a small study through Snakemake in a temporary folder, for the tests that need the pipeline."""
+"""Running a small study through Snakemake in a temporary folder, for the tests that need the pipeline; and
+``copy_workflow``, the one way the tests copy the workflow (the ``workflow_copy`` fixture of ``conftest.py``)."""
 from __future__ import annotations
 
-import json
-import shutil
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The benchmarks copy the workflow too (bench_study.py, gpu_check.py): the function lives with them, so that they
+# import nothing from tests/, and is loaded here by its path (benchmarks/ is a folder of scripts, not a package).
+_spec = importlib.util.spec_from_file_location("workflow_copy", ROOT / "benchmarks" / "workflow_copy.py")
+_workflow_copy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_workflow_copy)
+copy_workflow = _workflow_copy.copy_workflow
 
 
 def tables(study: str) -> str:
@@ -20,11 +27,7 @@ def run_study(workdir: Path, study: dict, cores: int = 2, tables_only: bool = Fa
     """Copy the workflow into ``workdir``, run ``snakemake`` on ``study`` (a config dict) to the end (with
     ``tables_only``, to its tables) and return its output; a failing run fails the test with the end of that
     output."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / item)
-    (workdir / "study.yaml").write_text(json.dumps(study))
+    copy_workflow(workdir, study=study)
     targets = [tables(study["study"])] if tables_only else []
     res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile=study.yaml",
                           *targets], cwd=workdir, capture_output=True, text=True, timeout=900)

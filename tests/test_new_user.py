@@ -3,7 +3,6 @@ leaves out or will download named in one line, role-declared comparisons, proven
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,17 +17,15 @@ from experiments.runtime import result_tables
 from experiments.config import study_config
 from experiments.config.plan import make_plan
 from experiments.config.typed_config import ConfigError
+from studies import copy_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
-COPIED = ("Snakefile", "workflow", "config", "profiles")
 
 
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("workflow")
-    for item in COPIED:
-        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, work / item)
-    return work
+    """One copy for the whole file (conftest.py's fixture makes one per test): its tests only dry-run in it."""
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
 
 
 def _plan(work: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -17,17 +17,10 @@ from experiments.verdict.tables import TABLES
 from experiments.config import study_config
 from experiments.config.plan import make_plan
 from experiments.verdict.plots import FIGURES
-from studies import tables as tables_target
+from studies import copy_workflow, tables as tables_target
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def _workdir(tmp: Path) -> Path:
-    for item in ("Snakefile", "workflow", "config", "profiles"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp / item)
-    return tmp
 
 
 def _snakemake(workdir: Path, *args, check=True):
@@ -39,7 +32,7 @@ def _snakemake(workdir: Path, *args, check=True):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    workdir = _workdir(tmp_path_factory.mktemp("pipeline"))
+    workdir = copy_workflow(tmp_path_factory.mktemp("pipeline"))
     _snakemake(workdir, "--configfile", "config/tiny.yaml")
     return workdir
 
@@ -147,8 +140,7 @@ def test_report_and_lint(tiny):
     assert "Congratulations, your workflow is in a good condition" in lint.stdout + lint.stderr
 
 
-def _bad_config(tmp_path, mutate) -> str:
-    workdir = _workdir(tmp_path)
+def _bad_config(workdir: Path, mutate) -> str:
     config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
     mutate(config)
     (workdir / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
@@ -167,30 +159,29 @@ def _bad_config(tmp_path, mutate) -> str:
     (lambda c: c["synthetic"]["settings"]["measurement"].update(max_estimate=10),
      "config error: synthetic.settings.measurement.max_estimate: unknown key (did you mean 'max_estimates'?)"),
 ])
-def test_a_typo_fails_before_any_job_with_one_line(tmp_path, mutate, line):
-    out = _bad_config(tmp_path, mutate)
+def test_a_typo_fails_before_any_job_with_one_line(workflow_copy, mutate, line):
+    out = _bad_config(workflow_copy, mutate)
     assert line in out
     assert "Traceback" not in out and "properties:" not in out  # no schema dump, no traceback
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-def test_the_mnist_study_validates_and_plans_with_snakemake(tmp_path):
+def test_the_mnist_study_validates_and_plans_with_snakemake(workflow_copy):
     """config/mnist.yaml (the MNIST-scale claim, 45 minutes on 2 cores) passes validation and a dry run."""
-    workdir = _workdir(tmp_path)
-    res = _snakemake(workdir, "-n", "--configfile", "config/mnist.yaml")
+    res = _snakemake(workflow_copy, "-n", "--configfile", "config/mnist.yaml")
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout.split("Job stats:")[1], flags=re.M))
     assert jobs["vae_train"] == "9" and jobs["vae_shared_checkpoints"] == "9", res.stdout[-2000:]
 
 
-def test_cuda_without_a_gpu_fails_at_validation(tmp_path):
-    out = _bad_config(tmp_path, lambda c: c.update(devices=["cpu", "cuda"]))
+def test_cuda_without_a_gpu_fails_at_validation(workflow_copy):
+    out = _bad_config(workflow_copy, lambda c: c.update(devices=["cpu", "cuda"]))
     assert "devices: ['cuda'] are not on this machine" in out and "drop_unavailable_devices" in out
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-def test_the_paper_study_dry_runs_with_the_advice_of_its_device_error(tmp_path):
+def test_the_paper_study_dry_runs_with_the_advice_of_its_device_error(workflow_copy):
     """On a submit host without a GPU the paper config is refused with a way out; taken as written, it works."""
-    workdir = _workdir(tmp_path)
+    workdir = workflow_copy
     refused = _snakemake(workdir, "-n", "--configfile", "config/paper.yaml", check=False)
     advice = re.search(r"pass --config (\S+)", refused.stdout + refused.stderr)
     assert refused.returncode != 0 and advice, refused.stdout[-2000:]
@@ -229,8 +220,8 @@ def test_a_changed_setting_reruns_exactly_its_jobs_and_they_complete(tiny, tmp_p
     assert list((work / "results" / "tiny" / "vae" / "runs").rglob("checkpoints.stale-*"))
 
 
-def test_a_diverged_run_is_missing_with_its_reason_not_dropped(tmp_path):
-    workdir = _workdir(tmp_path)
+def test_a_diverged_run_is_missing_with_its_reason_not_dropped(workflow_copy):
+    workdir = workflow_copy
     config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
     config["vae"]["settings"]["fault"] = {"nan_at_step": 45}       # every run diverges after the middle checkpoint
     config["synthetic"]["settings"]["problems"] = {"dimension": {"dims": [1]}}

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,25 +13,15 @@ import pytest
 import yaml
 
 import estimators
+from studies import copy_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BLOCK = re.compile(r"(?:<!-- (?P<tag>[^>]*) -->\n)?```(?P<lang>\w+)\n(?P<body>.*?)```", re.S)
-COPIED = ("Snakefile", "workflow", "config", "profiles", "estimators", "experiments")
 
 
 def _blocks(lang: str, tag: str | None = None) -> list[str]:
     return [m["body"] for m in BLOCK.finditer(README) if m["lang"] == lang and (m["tag"] or None) == tag]
-
-
-def _copy(tmp: Path) -> Path:
-    for item in COPIED:
-        src = ROOT / item
-        if src.is_dir():
-            shutil.copytree(src, tmp / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, tmp / item)
-    return tmp
 
 
 def test_python_snippets_run():
@@ -45,7 +34,7 @@ def test_python_snippets_run():
 
 def test_command_line_snippets_run(tmp_path):
     """The synthetic and VAE command lines of the README, as written, in a copy of the repository."""
-    work = _copy(tmp_path)
+    work = copy_workflow(tmp_path, code=True)  # its jobs run the copy's code (PYTHONPATH)
     env = {**os.environ, "PYTHONPATH": str(work)}
     commands = [b for b in _blocks("bash") if b.lstrip().startswith("python -m experiments.")]
     assert len(commands) == 2
@@ -67,7 +56,7 @@ def test_estimator_table_says_what_the_declarations_say():
 
 @pytest.mark.parametrize("where", ["package", "own_module"])
 def test_adding_an_estimator_takes_one_file_and_one_config_line(tmp_path, where):
-    work = _copy(tmp_path)
+    work = copy_workflow(tmp_path, code=True)  # its jobs run the copy's code (PYTHONPATH)
     (code,) = _blocks("python", "example-estimator: fixed_baseline.py")
     (line,) = _blocks("yaml", "example-config-line")
     config = work / "config" / "tiny.yaml"

@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 import pytest
 
+from studies import copy_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
@@ -64,14 +65,6 @@ def cluster():
     subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=120)
 
 
-def _workdir(path: Path) -> Path:
-    path.mkdir(parents=True)
-    for item in ("Snakefile", "workflow", "config", "profiles"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, path / item)
-    return path
-
-
 def _submit(workdir: Path, *extra) -> subprocess.Popen:
     # SIGINT, not SIGTERM, stops a waiting run and cancels its jobs (see shared notes on the plugin).
     cmd = ["timeout", "-s", "INT", "-k", "30", "900", *SNAKEMAKE, "--workflow-profile", str(PROFILE),
@@ -97,7 +90,7 @@ def _tables(workdir: Path, name: str) -> pd.DataFrame:
 
 
 def test_tiny_study_on_slurm_matches_local(cluster, tmp_path):
-    slurm_dir = _workdir(tmp_path / "slurm")
+    slurm_dir = copy_workflow(tmp_path / "slurm")
     first = _submit(slurm_dir)
     killed_job = _kill_when_running(KILLED, first)
     log1, _ = first.communicate(timeout=900)
@@ -131,7 +124,7 @@ def test_tiny_study_on_slurm_matches_local(cluster, tmp_path):
     assert other_jobs and not any("gpu" in j.split("TRES=")[1] for j in other_jobs if "TRES=" in j)
     assert not any("TresPerJob=gres:gpu" in j for j in other_jobs)
 
-    local_dir = _workdir(tmp_path / "local")
+    local_dir = copy_workflow(tmp_path / "local")
     local = subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile", "config/tiny.yaml"], cwd=local_dir,
                            capture_output=True, text=True)
     assert local.returncode == 0, local.stderr[-3000:]
