@@ -37,7 +37,7 @@ from experiments.runtime import result_tables
 from experiments.vae import train as vae_train
 from experiments.vae.run_config import resolve
 from experiments.vae.shared_checkpoints import measure
-from studies import tables as tables_target
+from studies import copy_workflow, tables as tables_target
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -450,16 +450,8 @@ FAULTS_STUDY = {
 }
 
 
-def _workdir(tmp: Path) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp / item)
-    return tmp
-
-
 def _snakemake(workdir: Path, *args) -> subprocess.Popen:
-    return subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--configfile=faults.yaml", *args], cwd=workdir,
+    return subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--configfile=study.yaml", *args], cwd=workdir,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -482,9 +474,8 @@ def test_study_under_faults(tmp_path):
     a truncated per-run table; then recovery by rerunning, with nothing finished redone or lost."""
     data = tmp_path / "data"
     shutil.copytree(SHARED_DATA / "mnist", data / "mnist")
-    workdir = _workdir(tmp_path / "work")
-    (workdir / "faults.yaml").write_text(json.dumps({**FAULTS_STUDY, "vae": {**FAULTS_STUDY["vae"],
-                                                                              "data_dir": str(data)}}))
+    workdir = copy_workflow(tmp_path / "work", study={**FAULTS_STUDY, "vae": {**FAULTS_STUDY["vae"],
+                                                                               "data_dir": str(data)}})
     results = workdir / "results" / "faults"
     synthetic_log = workdir / "logs" / "faults" / "synthetic" / "cpu" / "pathwise.log"  # every seed of one estimator
     train_file = data / "mnist" / "train-images-idx3-ubyte.gz"
@@ -508,7 +499,7 @@ def test_study_under_faults(tmp_path):
     train_log.unlink()
     rerun = _snakemake(workdir, tables_target("faults"))  # the tables, not the figures: tests/test_pipeline.py draws those
     _wait_for(train_log.exists, rerun, "the VAE run started")
-    second = subprocess.run([*SNAKEMAKE, "--cores", "1", "--configfile", "faults.yaml"], cwd=workdir,
+    second = subprocess.run([*SNAKEMAKE, "--cores", "1", "--configfile", "study.yaml"], cwd=workdir,
                             capture_output=True, text=True)
     assert second.returncode != 0 and "Directory cannot be locked" in second.stdout + second.stderr, second.stderr
     out2 = rerun.communicate(timeout=600)[0]
