@@ -72,7 +72,7 @@ def separate_side(runs: list[Run]):
 
 
 def stacked_side(stack: StackedRuns):
-    stack._use(tuple(range(len(stack.runs))))
+    stack.use(tuple(range(len(stack.runs))))
 
     def step():
         diverged = stack.train_step()

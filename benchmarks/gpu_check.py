@@ -119,7 +119,7 @@ def paper_slice(device: str, steps: int, smoke: bool, out: Path) -> None:
         except ValueError as err:  # its host estimator cannot be stacked: this latent is not timed
             print(f"{host.latent_id}: {err}", flush=True)
             continue
-        stack._use(tuple(range(len(members))))
+        stack.use(tuple(range(len(members))))
         for _ in range(3):  # warm-up: kernels chosen, allocator filled
             stack.train_step()
         sync(torch.device(device))

@@ -36,6 +36,7 @@ from experiments.runtime import io as gio
 from experiments.runtime import result_tables
 from experiments.vae import train as vae_train
 from experiments.vae.run_config import resolve
+from experiments.vae.run_folder import KEEP_RESUME
 from experiments.vae.shared_checkpoints import measure
 from studies import copy_workflow, tables as tables_target
 
@@ -256,7 +257,7 @@ def test_all_checkpoints_damaged_starts_afresh_identically(straight, tmp_path):
         _truncate(path)
     res = _finish(out)
     assert "resumed at step" not in res.stderr
-    assert len(list((out / "checkpoints").glob("resume_*.pt.corrupt"))) == vae_train.KEEP_RESUME
+    assert len(list((out / "checkpoints").glob("resume_*.pt.corrupt"))) == KEEP_RESUME
     _assert_same(straight, out)
 
 

@@ -99,6 +99,22 @@ class EstimatorSpec:
         (planning details)."""
         return {"name": self.name, **self.options, **({"nvil": True} if self.nvil else {})}
 
+    def why_not_stacked(self) -> str | None:
+        """Why this entry's seeds cannot train as one stack (``experiments.vae.stacked``), or ``None``: the
+        estimator's own reason (``Estimator.why_not_stacked``), or its NVIL baseline network, trained alongside
+        each run. The plan and the stacked job both ask here."""
+        if self.nvil:
+            return (f"estimator {self.label} cannot be stacked: its NVIL baseline network is trained alongside "
+                    f"(a learned, adapting state); stack it without nvil, or train it alone")
+        return self.build().why_not_stacked()
+
+    def why_not_on_host(self, host_has_nvil: bool, host: str = "the host run") -> str | None:
+        """Why this entry cannot be measured at the checkpoints of ``host`` (``shared_checkpoints``) for want
+        of a learned baseline, or ``None``. The plan and the shared-checkpoints job both ask here."""
+        if self.nvil and not host_has_nvil:
+            return f"a learned (NVIL) baseline exists only in a run trained with one; {host} has none"
+        return None
+
     def columns(self, prefix: str = "estimator") -> dict:
         """The identification columns every result row carries."""
         est = self.build()

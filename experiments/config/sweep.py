@@ -132,12 +132,12 @@ def _plan_training_runs(config: dict, devices: list[str], latents: dict, specs: 
 
 
 def _plan_stacks(specs: dict, plan: Plan) -> None:
-    """Group the seeds of each cell whose estimator can be stacked (``Estimator.stackable``, no NVIL) into one
-    job; the others stay one job per run."""
+    """Group the seeds of each cell whose estimator can be stacked (``EstimatorSpec.why_not_stacked``, which
+    the stacked job asks too) into one job; the others stay one job per run."""
     cells: dict[tuple, list[VAERun]] = {}
     for run in plan.vae_runs:
         spec = specs[run.estimator_id]
-        if spec.build().stackable and not spec.nvil:
+        if spec.why_not_stacked() is None:
             cells.setdefault((run.dataset, run.latent_id, run.estimator_id, run.n_samples, run.device, run.lr),
                              []).append(run)
     plan.stacked_jobs = [StackedJob(tuple(runs)) for runs in cells.values()]
@@ -152,11 +152,9 @@ def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, d
         for est_id, spec in sorted(specs.items()):  # by id: a job's config does not depend on key order
             if (latent_id, est_id) not in applicable:
                 continue  # listed already, with the reason
-            if spec.nvil and not host_spec.nvil:
-                plan.excluded.append(Exclusion(
-                    "vae_shared_checkpoints", latent_id, est_id, None,
-                    f"a learned (NVIL) baseline exists only in a run trained with one; the host run "
-                    f"({host_spec.id}) has none"))
+            reason = spec.why_not_on_host(host_spec.nvil, f"the host run ({host_spec.id})")
+            if reason is not None:
+                plan.excluded.append(Exclusion("vae_shared_checkpoints", latent_id, est_id, None, reason))
                 continue
             est = spec.build()
             ok = []

@@ -185,3 +185,17 @@ def merge(base: dict, update: dict | None, replace: tuple[str, ...] = ()) -> dic
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def apply_override(config: dict, text: str) -> None:
+    """Set ``key.path=value`` (the value read as YAML) in ``config``, in place."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key.path=value, got {text!r}")
+    key, value = text.split("=", 1)
+    node = config
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part} is not a mapping")
+    node[parts[-1]] = load_yaml(value)

@@ -36,3 +36,12 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine() or "cpu"
+
+
+def device_available(name: str) -> bool:
+    """Whether device ``name`` exists here: the planner's check (``workflow/rules/common.smk``) is the job's."""
+    try:
+        resolve_device(name)
+    except DeviceUnavailableError:
+        return False
+    return True

@@ -9,10 +9,11 @@ depth is refused with its full path (see ``experiments.config.typed_config``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from experiments.config.estimator_spec import EstimatorSpec
-from experiments.config.typed_config import ConfigError, merge, parse, to_dict
+from experiments.config.typed_config import ConfigError, apply_override, load_yaml, merge, parse, to_dict
 from experiments.config.user_modules import import_modules
 from experiments.vae.data import DATASETS, WITH_VALIDATION
 from experiments.vae.latent import LatentSpec
@@ -192,3 +193,14 @@ def as_dict(config: RunConfig) -> dict:
 
 
 __all__ = ["ConfigError", "PRESETS", "RunConfig", "RunSettings", "as_dict", "parse_settings", "resolve"]
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """A run config file (YAML or JSON) with ``--set`` overrides, resolved and checked."""
+    user = {}
+    if path:
+        with open(path) as fh:
+            user = load_yaml(fh) or {}
+    for text in overrides:
+        apply_override(user, text)
+    return resolve(user)

@@ -67,8 +67,9 @@ class JobConfig:
 
 def why_not(spec: EstimatorSpec, run: Run, q, n_samples: int) -> str | None:
     """Why ``spec`` cannot be measured on this host run with ``n_samples``, or ``None``."""
-    if spec.nvil and run.baseline_net is None:
-        return "a learned (NVIL) baseline exists only in a run trained with one; this host run has none"
+    reason = spec.why_not_on_host(run.baseline_net is not None, "this host run")
+    if reason is not None:
+        return reason
     return objectives.why_not(spec.build(), q, n_samples, run.config.objective)
 
 

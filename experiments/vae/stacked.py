@@ -1,11 +1,14 @@
 r"""Stacked runs: train N runs of one cell (configs equal but for the seed) as one batched model in one process.
 
     python -m experiments.vae.stacked --config A.json --config B.json --out DIR_A --out DIR_B
-    python -m experiments.vae.stacked --config C.yaml --seeds 0 1 2 --out 'results/demo/seed{seed}' [--set KEY=VALUE ...]
+    python -m experiments.vae.stacked --config C.yaml --seeds 0 1 2 --out 'results/demo/seed{seed}' \
+        [--set KEY=VALUE ...]
 
 Each member is a :class:`~experiments.vae.train.Run` (its data, minibatch order, binarization stream, ids,
-tables, ``status.json``, checkpoints, evaluation and variance measurement are the Run's own code); only the
-training step is shared. With ``N`` members the parameters are stacked, ``p[N, *shape]``, and a step is:
+tables, ``status.json``, checkpoints, evaluation and variance measurement are the Run's own code) and the
+loop is the one a run alone goes through (``lifecycle.train_runs``); only the training step is shared: this
+module is the loop's *stepper* for a stack, and ``stacked_kernels.py`` holds its tensor kernels. With ``N``
+members the parameters are stacked, ``p[N, *shape]``, and a step is:
 
 - ``x[r] = runs[r].batch(step)``: ``[N, B, D]``, each member's own minibatch and binarization draw;
 - the encoder and decoder with stacked weights: every ``nn.Linear`` becomes a batched ``StackedLinear``
@@ -48,13 +51,12 @@ anything but ``seed`` (and the ``fault`` test aid).
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import math
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
@@ -66,7 +68,11 @@ from experiments.runtime.preemption import NO_STOP, StopRequests, exit_stopped
 from experiments.vae import objectives
 from experiments.vae.run_config import RunConfig, as_dict
 from experiments.vae.divergence import DivergenceRecord, parameters_finite
-from experiments.vae.train import OPTIMIZERS, Run, StepTimer, finished, load_config
+from experiments.vae.lifecycle import train_runs
+from experiments.vae.run_folder import finished
+from experiments.vae.stacked_kernels import member_optimizer_state, stack_optimizer_states, stacked_mlp
+from experiments.vae.run_config import load_config
+from experiments.vae.train import OPTIMIZERS, Run
 
 log = logging.getLogger("gradvar.vae.stacked")
 
@@ -99,92 +105,9 @@ def check_stackable(configs: list[RunConfig]) -> None:
         if key is not None:
             raise ValueError(f"stacked runs must have equal configs except {', '.join(PER_RUN_KEYS)}; "
                              f"run {i} differs from run 0 in {key!r}")
-    spec = configs[0].estimator_spec
-    est = spec.build()
-    reason = est.why_not_stacked()
+    reason = configs[0].estimator_spec.why_not_stacked()
     if reason is not None:
         raise ValueError(reason)
-    if spec.nvil:
-        raise ValueError(f"estimator {spec.label} cannot be stacked: its NVIL baseline network is trained "
-                         f"alongside (a learned, adapting state); stack it without nvil, or train it alone")
-
-
-class StackedLinear(torch.autograd.Function):
-    r"""``y[r] = x[r] W[r]^T + b[r]``: ``x`` ``[N, R, a]``, ``W`` ``[N, b, a]``, ``b`` ``[N, b]`` -> ``[N, R, b]``.
-
-    Per member, forward and backward compute what ``nn.Linear`` computes on ``[R, a]`` (``addmm`` forward;
-    backward ``g W``, ``g^T x`` and ``g.sum(0)``), so on CPU each member's outputs and gradients equal the
-    unstacked layer's bit for bit (tests/test_stacked_runs.py). The forward, ``g W`` and the bias are batched
-    (``baddbmm``, ``bmm``, ``sum``: equal to the single calls on CPU at every size we tried); the weight's
-    gradient ``g[r]^T x[r]`` is one ``mm`` per member on CPU, because ``bmm`` rounds it differently when the
-    layer has few outputs (3, 6 or 10: a latent layer), and one ``bmm`` elsewhere (on CUDA the batched kernels
-    differ from the single ones anyway). Autograd's own backward of ``baddbmm`` computes that gradient as the
-    transposed product ``x^T g``, and ``matmul`` plus a separate bias add rounds the forward differently.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, weight = ctx.saved_tensors
-        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
-        grad_w = None
-        if ctx.needs_input_grad[1]:
-            grad_t = grad.transpose(1, 2)
-            grad_w = (torch.stack([grad_t[r].mm(x[r]) for r in range(x.shape[0])]) if x.device.type == "cpu"
-                      else torch.bmm(grad_t, x))
-        grad_b = grad.sum(1) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b
-
-
-def stacked_mlp(h: Tensor, template: nn.Sequential, params: dict[str, Tensor]) -> Tensor:
-    """``h`` ``[N, R, a]`` through ``template``'s layers with member ``r``'s weights ``params[name][r]``
-    (``params[name]``: ``[N, *p.shape]`` for each ``name`` of ``template.named_parameters()``): ``[N, R, b]``.
-    Linear layers are :class:`StackedLinear` (batched, bit-identical per member on CPU); the other layers of
-    ``model.mlp`` are elementwise. (``VAE.replicated_posterior`` shares one ``x`` among copies of the encoder
-    and rounds differently, so it is mirrored here rather than reused.)
-    """
-    for i, layer in enumerate(template):
-        if isinstance(layer, nn.Linear):
-            h = StackedLinear.apply(h, params[f"{i}.weight"], params[f"{i}.bias"])
-        elif any(True for _ in layer.parameters()):
-            raise TypeError(f"stacked runs support linear layers and parameter-free activations; "
-                            f"layer {i} is a {type(layer).__name__} with parameters")
-        else:
-            h = layer(h)
-    return h
-
-
-def stack_optimizer_states(states: list[dict]) -> dict:
-    """One ``state_dict`` of an optimizer over stacked parameters from the members' own: per-parameter tensors
-    (``exp_avg``, momentum buffers, ...) are stacked, scalars (``step``) must agree."""
-    first = states[0]
-    for i, state in enumerate(states[1:], 1):
-        if state["param_groups"] != first["param_groups"] or set(state["state"]) != set(first["state"]):
-            raise RuntimeError(f"member {i}'s optimizer state does not match member 0's (different settings or steps)")
-    stacked = {}
-    for idx, entry in first["state"].items():
-        stacked[idx] = {}
-        for name, value in entry.items():
-            values = [state["state"][idx][name] for state in states]
-            if isinstance(value, Tensor) and value.dim() > 0:
-                stacked[idx][name] = torch.stack(values)
-            else:
-                if not all(torch.equal(torch.as_tensor(v), torch.as_tensor(value)) for v in values):
-                    raise RuntimeError(f"members disagree on the optimizer's {name!r} (they are at different steps)")
-                stacked[idx][name] = copy.deepcopy(value)
-    return {"state": stacked, "param_groups": copy.deepcopy(first["param_groups"])}
-
-
-def member_optimizer_state(stacked: dict, r: int) -> dict:
-    """Member ``r``'s optimizer ``state_dict`` from a stacked one, in the format of a run alone."""
-    state = {idx: {name: (value[r].clone() if isinstance(value, Tensor) and value.dim() > 0 else copy.deepcopy(value))
-                   for name, value in entry.items()}
-             for idx, entry in stacked["state"].items()}
-    return {"state": state, "param_groups": copy.deepcopy(stacked["param_groups"])}
 
 
 class StackedRuns:
@@ -205,7 +128,6 @@ class StackedRuns:
         self.template = first.model  # shapes, layers and the latent family (its weights are member 0's)
         self.names = [name for name, _ in self.template.named_parameters()]
         self.est = self.config.estimator_spec.build().to(self.device)  # the stack's; members' copies are synced
-        self.status: list[str | None] = [None] * len(self.runs)
         self.group: tuple[int, ...] = ()  # the members in the stack, in stack order
         self.params: list[Tensor] = []
         self.opt: torch.optim.Optimizer | None = None
@@ -215,13 +137,12 @@ class StackedRuns:
         self._group_index = torch.zeros(0, dtype=torch.long, device=self.device)
 
     # --- moving state between the stack and the members' Runs ----------------------------------------
-    def _use(self, group: tuple[int, ...]) -> None:
+    def use(self, group: tuple[int, ...]) -> None:
         """Make ``group`` the stack, copying the previous stack's live members back to their Runs first."""
         if group == self.group:
             return
         for k in self.group:
-            if self.status[k] is None or self.status[k] == "preempted":
-                self.pull(k, full=True)
+            self.pull(k, full=True)
         runs = [self.runs[k] for k in group]
         self.params = [torch.stack([p.detach() for p in ps]).requires_grad_(True)
                        for ps in zip(*(run.model.parameters() for run in runs))]
@@ -309,83 +230,10 @@ class StackedRuns:
         self._pulled = {}
 
     # --- the loop ------------------------------------------------------------------------------------
-    def _settle(self, timer: StepTimer, stepped: tuple[int, ...]) -> None:
-        """At a boundary: the training time since the last one, shared among the members that stepped, and
-        the members that diverged since, ended ``diverged`` at their step (as a run alone ends)."""
-        share = timer.lap() / max(1, len(stepped))
-        for k in stepped:
-            self.runs[k].train_seconds += share
-        for k, (step, message) in self.divergence.read().items():
-            if self.status[k] is None:
-                run = self.runs[k]
-                run.step = step
-                run.end_diverged(message)
-                self.status[k] = "diverged"
-
     def run(self, stop=NO_STOP) -> list[str]:
-        """Train every member to the end; ``stop`` as in ``Run.run``."""
-        steps = int(self.config.train.steps)
-        for run in self.runs:
-            run.resume()
-            run.write_status("running")
-        timer = StepTimer(self.device)
-        stepped: tuple[int, ...] = ()  # the members that trained since the last boundary
-        while True:
-            live = [k for k, s in enumerate(self.status) if s is None]
-            if not live:
-                break
-            level = min(self.runs[k].step for k in live)
-            group = tuple(k for k in live if self.runs[k].step == level)
-            if stepped and (group != stepped or any(self.runs[k].at_boundary(stop) for k in group)):
-                self._settle(timer, stepped)
-                stepped = ()
-                continue  # members may have ended: the stack is made again
-            if not stepped:
-                for k in group:  # as the top of Run.run's loop, member by member
-                    run = self.runs[k]
-                    if run.evaluated_step < run.step:
-                        if run.due_evaluation():
-                            self.pull(k)
-                        if run.due(int(run.config.eval.every)):
-                            run.evaluate()
-                        if run.due(int(run.config.variance.every)):
-                            run.measure_variance()
-                        run.evaluated_step = run.step
-                    if run.step == steps:
-                        self.pull(k, full=True)
-                        run.checkpoint("completed")
-                        self.status[k] = "completed"
-                if stop.requested:
-                    for k in live:
-                        if self.status[k] is None:
-                            self.pull(k, full=True)
-                            self.runs[k].checkpoint("preempted", signal=stop.requested)
-                            self.status[k] = "preempted"
-                    log.warning("stopped by %s after checkpointing %d runs; run again to resume", stop.requested,
-                                sum(s == "preempted" for s in self.status))
-                    break
-                group = tuple(k for k in group if self.status[k] is None)
-                if not group:
-                    continue
-                if level % int(self.config.checkpoint_every) == 0:
-                    for k in group:
-                        self.pull(k, full=True)
-                        self.runs[k].checkpoint()
-                self._use(group)
-                timer.start()
-            try:
-                self.train_step()
-            except (RuntimeError, ValueError):
-                # An error from a member that had already diverged is that divergence; any other is raised.
-                self._settle(timer, group)
-                if all(self.status[k] is None for k in group):
-                    raise
-                stepped = ()
-                continue
-            for k in group:
-                self.runs[k].step += 1
-            stepped = group
-        return [s or "completed" for s in self.status]
+        """Train every member to the end through the one loop (``lifecycle.train_runs``), this stack stepping
+        them; ``stop`` as there."""
+        return train_runs(self.runs, self, stop)
 
 
 def _same(a, b) -> bool:

@@ -5,17 +5,14 @@
 
 The config (YAML or JSON) is a ``RunConfig`` (``run_config.py`` has every key and default); ``--set``
 overrides one key. In the pipeline, each run's resolved config is written to its folder first and read
-from there. The run folder gets:
+from there. The run folder (``run_folder.py``) gets ``config.json``, ``metrics.csv`` (train/test ELBO and the
+test IWAE bound at every ``eval.every`` steps), ``variance.csv`` (the encoder-gradient variance of this run's
+own estimator at ``variance.every`` steps, protocol ``own_run``, see ``encoder_gradient``), ``status.json``
+and ``checkpoints/``.
 
-- ``config.json``: the resolved config;
-- ``metrics.csv``: train/test ELBO and the test IWAE bound at every ``eval.every`` steps;
-- ``variance.csv``: the encoder-gradient variance of this run's own estimator at ``variance.every``
-  steps (protocol ``own_run``, see ``encoder_gradient``);
-- ``status.json``: ``{"status": ..., "step": ...}``, always true: ``running`` (updated at every
-  checkpoint with the step reached), then ``completed``, ``diverged`` or ``preempted``;
-- ``checkpoints/``: ``resume_STEP.pt`` (full state every ``checkpoint_every`` steps; the newest
-  ``KEEP_RESUME`` are kept) and ``step_STEP.pt`` model snapshots at the variance steps, for the
-  ``shared_checkpoints`` protocol. Each carries a checksum (``experiments.runtime.checkpoint``).
+``Run`` holds the training math (a minibatch, a step, an evaluation, a variance measurement) and the run's
+lifecycle methods (resume, evaluate when due, checkpoint, end); ``lifecycle.train_runs`` is the one loop that
+calls them, for a run alone and for every member of a stack (``stacked.py``).
 
 Reliability (``tests/test_faults.py`` injects each fault):
 
@@ -38,8 +35,6 @@ Reliability (``tests/test_faults.py`` injects each fault):
 """
 from __future__ import annotations
 
-import shutil
-import json
 import logging
 import math
 import time
@@ -50,54 +45,24 @@ import torch
 
 import estimators
 
-from experiments.runtime import checkpoint
 from experiments.vae import data as data_mod
 from experiments.runtime import jobtime
 from experiments.runtime.cli import checked, failures_as_one_line, job_arguments
 from experiments.runtime.devices import device_name, resolve_device
-from experiments.runtime import result_tables
-from experiments.runtime.io import atomic_write_text
 from experiments.runtime.preemption import NO_STOP, StopRequests, exit_stopped
 from experiments.runtime.provenance import provenance
 from experiments.runtime.seeds import cell_seed
-from experiments.config.typed_config import ConfigError, load_yaml
 from experiments.vae.divergence import DivergenceRecord, parameters_finite
+from experiments.vae.lifecycle import Alone, train_runs
 from experiments.vae.encoder_gradient import VARIANCE_COLUMNS, encoder_gradient_estimates, reference_gradient, variance_row
 from experiments.vae import objectives
 from experiments.vae.model import VAE, BaselineNet
-from experiments.vae.run_config import RunConfig, as_dict, resolve
+from experiments.vae.run_config import RunConfig, as_dict, load_config
+from experiments.vae.run_folder import RunFolder, finished
 
 log = logging.getLogger("gradvar.vae")
 
-#: How many full-state checkpoints a run keeps: the newest may be damaged, the one before it is the fallback.
-KEEP_RESUME = 2
-
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
-
-
-def apply_override(config: dict, text: str) -> None:
-    """Set ``key.path=value`` (the value read as YAML) in ``config``, in place."""
-    if "=" not in text:
-        raise ConfigError(f"--set expects key.path=value, got {text!r}")
-    key, value = text.split("=", 1)
-    node = config
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {key}: {part} is not a mapping")
-    node[parts[-1]] = load_yaml(value)
-
-
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """A run config file (YAML or JSON) with ``--set`` overrides, resolved and checked."""
-    user = {}
-    if path:
-        with open(path) as fh:
-            user = load_yaml(fh) or {}
-    for text in overrides:
-        apply_override(user, text)
-    return resolve(user)
 
 
 class Run:
@@ -147,6 +112,7 @@ class Run:
             "device_name": device_name(self.device), **provenance(as_dict(config)),
         }
         self.run_estimator_ids = self.spec.columns("run_estimator")  # carried by every variance row
+        self.folder = RunFolder(out, self.ids["config_hash"])
 
     # --- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -170,50 +136,28 @@ class Run:
         self.metrics, self.variance = state["metrics"], state["variance"]
         self.train_seconds = state["train_seconds"]
 
-    def set_aside_stale_checkpoints(self, old_hash: str) -> None:
-        """Checkpoints of another config (a setting changed since) are kept aside, never resumed from."""
-        stale = self.out / f"checkpoints.stale-{old_hash}"
-        shutil.rmtree(stale, ignore_errors=True)
-        (self.out / "checkpoints").rename(stale)
-        log.warning("%s: the checkpoints were written under another config (hash %s, now %s): moved to %s; "
-                    "starting afresh", self.out, old_hash, self.ids["config_hash"], stale)
-
-    def resume_checkpoints(self) -> list[Path]:
-        """The full-state checkpoints, oldest first."""
-        return sorted((self.out / "checkpoints").glob("resume_*.pt"))
-
     def checkpoint(self, status: str = "running", **extra) -> None:
-        """Save the full state, keep the newest ``KEEP_RESUME``, write the tables, then ``status.json``
-        (last, so that it never claims more than the files hold)."""
-        checkpoint.save(self.out / "checkpoints" / f"resume_{self.step:07d}.pt", self.state_dict())
-        for old in self.resume_checkpoints()[:-KEEP_RESUME]:
-            old.unlink()
+        """Save the full state, write the tables, then ``status.json`` (last, so that it never claims more than
+        the files hold)."""
+        self.folder.save_resume(self.step, self.state_dict())
         self.write_tables()
         self.write_status(status, **extra)
 
     def resume(self) -> None:
-        found = checkpoint.newest_intact(self.resume_checkpoints(), map_location=self.device)
-        if found is None:
-            return
-        path, state = found
-        if state["config_hash"] == self.ids["config_hash"]:
+        state = self.folder.newest_state(self.device)
+        if state is not None:
             self.load_state_dict(state)
-            log.info("resumed at step %d from %s", self.step, path)
-        else:
-            self.set_aside_stale_checkpoints(state["config_hash"])
 
     def write_status(self, status: str, **extra) -> None:
-        atomic_write_text(self.out / "status.json", json.dumps({"status": status, "step": self.step, **extra}))
+        self.folder.write_status(status, self.step, **extra)
 
     def write_tables(self) -> None:
         metrics = [*self.ids, "step", "split", "elbo", "iwae", "iwae_k", "temperature", "seconds_per_step",
                    "eval_seconds"]
         variance = [*self.ids, "step", "protocol", *self.run_estimator_ids, "measured_n_samples", "f_evaluations",
                     *VARIANCE_COLUMNS]
-        result_tables.write(pd.DataFrame(self.metrics, columns=metrics if not self.metrics else None),
-                            self.out / "metrics.csv")
-        result_tables.write(pd.DataFrame(self.variance, columns=variance if not self.variance else None),
-                            self.out / "variance.csv")
+        self.folder.write_tables(pd.DataFrame(self.metrics, columns=metrics if not self.metrics else None),
+                                 pd.DataFrame(self.variance, columns=variance if not self.variance else None))
 
     # --- one step ------------------------------------------------------------------------------
     def batch(self, step: int) -> torch.Tensor:
@@ -295,10 +239,10 @@ class Run:
                               "f_evaluations": objectives.f_evaluations(self.est, self.model.posterior(x[:1]),
                                                                         int(self.config.n_samples), self.config.objective),
                               **variance_row(res, reference)})
-        checkpoint.save(self.out / "checkpoints" / f"step_{self.step:07d}.pt",
-                        {"config_hash": self.ids["config_hash"], "step": self.step, "model": self.model.state_dict(),
-                         "baseline_net": None if self.baseline_net is None else self.baseline_net.state_dict(),
-                         "reference": reference.to_state()})
+        self.folder.save_snapshot(self.step, {
+            "config_hash": self.ids["config_hash"], "step": self.step, "model": self.model.state_dict(),
+            "baseline_net": None if self.baseline_net is None else self.baseline_net.state_dict(),
+            "reference": reference.to_state()})
 
     # --- the loop ------------------------------------------------------------------------------
     def due(self, every: int) -> bool:
@@ -315,15 +259,13 @@ class Run:
         return (self.due_evaluation() or self.step == int(self.config.train.steps) or bool(stop.requested)
                 or self.step % int(self.config.checkpoint_every) == 0)
 
-    def settle(self, timer: "StepTimer") -> str | None:
-        """At a boundary: the training time since the last one, and the divergence message if the run diverged
-        (its step set back to the step that diverged, as its status records it)."""
-        self.train_seconds += timer.lap()
-        diverged = self.divergence.read().get(0)
-        if diverged is None:
-            return None
-        self.step = diverged[0]
-        return diverged[1]
+    def evaluate_due(self) -> None:
+        """Evaluate and measure what is due at this step, once (a resumed run does not redo them)."""
+        if self.due(int(self.config.eval.every)):
+            self.evaluate()
+        if self.due(int(self.config.variance.every)):
+            self.measure_variance()
+        self.evaluated_step = self.step
 
     def end_diverged(self, message: str) -> str:
         log.error("%s diverged: %s", self.out, message)
@@ -332,82 +274,8 @@ class Run:
         return "diverged"
 
     def run(self, stop=NO_STOP) -> str:
-        """Train to the end; ``stop`` (``experiments.runtime.preemption``): a stop request ends the run after a
-        checkpoint, as ``preempted``. Only a job's entry point passes one that takes signals."""
-        steps = int(self.config.train.steps)
-        self.resume()
-        self.write_status("running")
-        timer = StepTimer(self.device)
-        while True:
-            if self.at_boundary(stop):
-                message = self.settle(timer)
-                if message is not None:
-                    return self.end_diverged(message)
-                if self.evaluated_step < self.step:
-                    if self.due(int(self.config.eval.every)):
-                        self.evaluate()
-                    if self.due(int(self.config.variance.every)):
-                        self.measure_variance()
-                    self.evaluated_step = self.step
-                if self.step == steps:
-                    break
-                if stop.requested:
-                    self.checkpoint("preempted", signal=stop.requested)
-                    log.warning("stopped by %s at step %d after a checkpoint; run again to resume",
-                                stop.requested, self.step)
-                    return "preempted"
-                if self.step % int(self.config.checkpoint_every) == 0:
-                    self.checkpoint()
-                timer.start()
-            try:
-                self.train_step()
-            except (RuntimeError, ValueError):
-                # An error from a state that had already diverged is that divergence; any other is raised.
-                message = self.settle(timer)
-                if message is None:
-                    raise
-                return self.end_diverged(message)
-            self.step += 1
-        self.checkpoint("completed")
-        return "completed"
-
-
-class StepTimer:
-    """Training seconds between the loop's boundaries, waiting for the device only there (not per step)."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.started = device, None
-
-    def start(self) -> None:
-        self.started = time.perf_counter()
-
-    def lap(self) -> float:
-        """Seconds since ``start`` (0 if not started), once the device has finished the work queued since."""
-        if self.started is None:
-            return 0.0
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        seconds, self.started = time.perf_counter() - self.started, None
-        return seconds
-
-
-def finished(config: RunConfig, out: Path) -> str | None:
-    """The status of a run in ``out`` that finished under this config with its tables intact, else ``None``
-    (after writing ``config.json`` where it is not this config: the pipeline writes it before the run, a run
-    from the command line here). A finished run whose tables are gone or damaged is not finished: it resumes
-    from its last checkpoint to write them anew."""
-    out.mkdir(parents=True, exist_ok=True)
-    status_path, saved_path = out / "status.json", out / "config.json"
-    resolved = as_dict(config)
-    saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
-    if status_path.exists() and saved == resolved:
-        status = json.loads(status_path.read_text())["status"]
-        if status in ("completed", "diverged") and all(result_tables.intact(out / name)
-                                                        for name in ("metrics.csv", "variance.csv")):
-            return status
-    if saved != resolved:
-        atomic_write_text(saved_path, json.dumps(resolved, indent=2, sort_keys=True))
-    return None
+        """Train to the end through the one loop (``lifecycle.train_runs``); ``stop`` as there."""
+        return train_runs([self], Alone(self), stop)[0]
 
 
 def train(config: RunConfig, out: Path, stop=NO_STOP) -> str:

@@ -14,17 +14,7 @@ from experiments.config.plan import make_plan
 from experiments.verdict.tables import TABLES
 from experiments.verdict.plots import FIGURE_TABLES, FIGURES
 from experiments.config.typed_config import ConfigError
-
-
-def _device_available(device):
-    if device == "cpu":
-        return True
-    import torch  # only where a GPU is asked for
-
-    if not torch.cuda.is_available():
-        return False
-    index = int(device.split(":")[1]) if ":" in device else 0
-    return index < torch.cuda.device_count()
+from experiments.runtime.devices import device_available
 
 
 def _runs_remotely():
@@ -37,7 +27,7 @@ def select_devices(cfg):
     devices = list(dict.fromkeys(cfg["devices"]))
     if not cfg["check_devices"] or _runs_remotely():
         return devices  # each job checks its own device and fails clearly where it is missing
-    missing = [d for d in devices if not _device_available(d)]
+    missing = [d for d in devices if not device_available(d)]
     if missing and not cfg["drop_unavailable_devices"]:
         raise ConfigError(
             f"devices: {missing} are not on this machine (torch sees no such CUDA device); remove them, set "
