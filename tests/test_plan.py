@@ -37,8 +37,10 @@ def _error(mutate) -> str:
 @pytest.mark.parametrize("mutate, expected", [
     # the study config
     (lambda c: c.update(sedes=[0]), "sedes: unknown key (did you mean 'seeds'?); valid keys: check_devices"),
-    (lambda c: c["vae"].update(shared_checkpoint={}), "vae.shared_checkpoint: unknown key (did you mean 'shared_checkpoints'?)"),
-    (lambda c: c["vae"]["latents"]["gaussian"].update(dims=4), "vae.latents.gaussian.dims: unknown key (did you mean 'dim'?)"),
+    (lambda c: c["vae"].update(shared_checkpoint={}),
+     "vae.shared_checkpoint: unknown key (did you mean 'shared_checkpoints'?)"),
+    (lambda c: c["vae"]["latents"]["gaussian"].update(dims=4),
+     "vae.latents.gaussian.dims: unknown key (did you mean 'dim'?)"),
     (lambda c: c["vae"].update(datasets=["mnits"]), "vae.datasets.0: 'mnits' is not valid (did you mean 'mnist'?)"),
     # nested VAE settings
     (lambda c: c["vae"]["settings"]["train"].update(stesp=10),
@@ -59,7 +61,8 @@ def _error(mutate) -> str:
      "synthetic.estimators.reinforce.nvil: not valid here (a learned baseline needs the VAE study)"),
     (lambda c: c["vae"]["estimators"]["gumbel"].update(nvil=True),
      "vae.estimators.gumbel.nvil: a learned baseline (NVIL) applies to 'reinforce' only"),
-    (lambda c: c["vae"]["estimators"]["gumbel"].update(temperature=-1), "vae.estimators.gumbel: temperature must be > 0"),
+    (lambda c: c["vae"]["estimators"]["gumbel"].update(temperature=-1),
+     "vae.estimators.gumbel: temperature must be > 0"),
     # synthetic settings
     (lambda c: c["synthetic"]["settings"]["measurement"].update(target_rs=0.1),
      "synthetic.settings.measurement.target_rs: unknown key (did you mean 'target_rse'?)"),
@@ -100,8 +103,10 @@ def test_what_does_not_apply_is_listed_with_the_reason():
         c["vae"]["estimators"]["nvil"] = {"name": "reinforce", "nvil": True}
     plan = _plan(add)
     reasons = {(e.experiment, e.setting, e.estimator_id, e.n_samples): e.reason for e in plan.excluded}
-    assert reasons[("vae", "gaussian", "gumbel", None)] == "Normal is not one of its families (Bernoulli, OneHotCategorical)"
-    assert reasons[("vae", "categorical", "pathwise", None)].startswith("OneHotCategorical has no reparameterized sampler")
+    assert reasons[("vae", "gaussian", "gumbel", None)] == \
+        "Normal is not one of its families (Bernoulli, OneHotCategorical)"
+    assert reasons[("vae", "categorical", "pathwise", None)].startswith(
+        "OneHotCategorical has no reparameterized sampler")
     assert reasons[("vae", "gaussian", "reinforce_loo", 1)] == "n_samples=1 is below its minimum 2"
     assert "exists only in a run trained with one" in reasons[("vae_shared_checkpoints", "gaussian", "nvil", None)]
     assert not any("nvil" in j.estimator_ids for j in plan.shared_jobs)
@@ -162,14 +167,16 @@ def test_every_schema_property_is_described():
 
 
 def test_the_claim_threshold_has_one_default():
-    assert study_config.check(copy.deepcopy(TINY))["claim"]["threshold"] == study_config.default("claim.threshold") == 100
+    threshold = study_config.check(copy.deepcopy(TINY))["claim"]["threshold"]
+    assert threshold == study_config.default("claim.threshold") == 100
     assert not any("threshold" in (ROOT / "config" / n).read_text() for n in SHIPPED)
 
 
 def test_a_missing_data_folder_or_file_is_refused_at_planning(tmp_path):
     def missing_folder(c):
         c["vae"].update(datasets=["binarized_mnist"], data_dir=str(tmp_path / "nowhere"))
-    assert f"vae.data_dir: data folder {tmp_path / 'nowhere'} does not exist (needed for binarized_mnist)" in _error(missing_folder)
+    expected = f"vae.data_dir: data folder {tmp_path / 'nowhere'} does not exist (needed for binarized_mnist)"
+    assert expected in _error(missing_folder)
 
     def missing_file(c):
         c["vae"].update(datasets=["mnist"], data_dir=str(tmp_path))

@@ -38,6 +38,9 @@ rule aggregate:
         comparisons=canonical_json(config["claim"]["comparisons"]),
         seeds=config["seeds"],
         devices=sorted({job.device for job in PLAN.synthetic_jobs + PLAN.vae_runs}),
+    resources:
+        runtime=job_resources.AGGREGATE_MINUTES,
+        mem_mb=job_resources.AGGREGATE_MEM_MB,
     conda:
         "../envs/gradvar.yaml"
     script:
@@ -55,6 +58,9 @@ rule tables_html:
         f"{LOGS}/tables_html.log",
     params:
         tables=list(TABLES),
+    resources:
+        runtime=job_resources.REPORT_MINUTES,
+        mem_mb=job_resources.REPORT_MEM_MB,
     conda:
         "../envs/gradvar.yaml"
     script:
@@ -75,6 +81,9 @@ rule figures:
     params:
         figures=list(FIGURES),
         threshold=config["claim"]["threshold"],
+    resources:
+        runtime=job_resources.REPORT_MINUTES,
+        mem_mb=job_resources.REPORT_MEM_MB,
     conda:
         "../envs/gradvar.yaml"
     script:

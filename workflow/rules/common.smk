@@ -8,8 +8,8 @@ from pathlib import Path
 
 import snakemake.utils
 
-from experiments.config import study_config
-from experiments.config.jobs import LR_SUFFIX_PATTERN
+from experiments.config import job_resources, study_config
+from experiments.config.jobs import LR_SUFFIX_PATTERN, SHARED_CHECKPOINTS_JOB, SYNTHETIC_JOB, VAE_CELL, VAE_RUN
 from experiments.config.plan import make_plan
 from experiments.verdict.tables import TABLES
 from experiments.verdict.plots import FIGURE_TABLES, FIGURES
@@ -70,6 +70,19 @@ VAE_STATUS = PLAN.outputs(PLAN.vae_runs, "status.json")
 SHARED_TABLES = PLAN.outputs(PLAN.shared_jobs, "variance.csv")
 
 
+# The rules' patterns come from the job folder templates of experiments.config.jobs (SYNTHETIC_JOB, VAE_RUN,
+# VAE_CELL, SHARED_CHECKPOINTS_JOB: written once, with Snakemake's wildcards), which each job's path also fills in.
+def job_file(template, name):
+    """``results/STUDY/TEMPLATE/NAME``: a file of a job folder template, its wildcards left for Snakemake."""
+    return f"{R}/{template}/{name}"
+
+
+def every_seed(template, name):
+    """``job_file`` for every seed of the study (``{seed}`` filled in, the other wildcards left open): the
+    files of a job that runs every seed (a synthetic job, a stacked training job)."""
+    return expand(job_file(template, name), seed=config["seeds"], allow_missing=True)
+
+
 def canonical_json(value):
     """``value`` as JSON with sorted keys: a rule parameter that changes only when the value does."""
     return json.dumps(value, sort_keys=True)
@@ -93,15 +106,49 @@ def folders_pattern(folders):
 
 def stacked_runs(wildcards):
     """The member runs' folders of a stacked job, in seed order."""
-    job = PLAN.stacked_job(f"vae/runs/{wildcards.dataset}/{wildcards.latent}/{wildcards.estimator}/"
-                           f"s{wildcards.samples}/{wildcards.device}")
-    return [f"{R}/{run.path}" for run in job.runs]
+    return [f"{R}/{run.path}" for run in PLAN.stacked_job(VAE_CELL.format(**wildcards)).runs]
 
 
 def host_run_status(wildcards):
     """status.json of the run whose checkpoints the shared-checkpoints protocol measures at."""
     host = PLAN.host_of(wildcards.dataset, wildcards.latent, wildcards.device, wildcards.seed)
     return f"{R}/{host.path}/status.json"
+
+
+# Cluster resources, declared by the rules of every job (the SLURM profile says only where jobs go). Wall-clock
+# minutes and memory are estimated from the config each job reads (experiments.config.job_resources says how),
+# one GPU for a job on cuda or cuda:N; the CPUs are each rule's `threads:`, which its command pins.
+def gpus(wildcards):
+    return job_resources.gpus(wildcards.device)
+
+
+def _training_runs(wildcards):
+    """The resolved configs of the runs a training job trains: its run, or a stacked job's seeds."""
+    if "seed" in wildcards.keys():
+        return [PLAN.job_config(VAE_RUN.format(**wildcards))]
+    return [PLAN.job_config(run.path) for run in PLAN.stacked_job(VAE_CELL.format(**wildcards)).runs]
+
+
+def training_minutes(wildcards, attempt):
+    return job_resources.training_minutes(_training_runs(wildcards), attempt)
+
+
+def training_mem_mb(wildcards):
+    return job_resources.training_mem_mb(len(_training_runs(wildcards)))
+
+
+def shared_checkpoints_minutes(wildcards, attempt):
+    host = PLAN.host_of(wildcards.dataset, wildcards.latent, wildcards.device, wildcards.seed)
+    job = PLAN.job_config(SHARED_CHECKPOINTS_JOB.format(**wildcards))
+    return job_resources.minutes(job_resources.shared_checkpoints_seconds(job, PLAN.job_config(host.path)), attempt)
+
+
+_SYNTHETIC_CELLS = job_resources.synthetic_cells(config["synthetic"].get("settings"))
+
+
+def synthetic_minutes(wildcards, attempt):
+    seconds = job_resources.synthetic_seconds(wildcards.device, len(config["seeds"]), _SYNTHETIC_CELLS)
+    return job_resources.minutes(seconds, attempt)
 
 
 def caption_file(kind, name, caption):

@@ -3,20 +3,19 @@ rule synthetic:
     process (one start-up, not one per seed; each seed's tables are its own, and changing one estimator's
     options still reruns only that estimator's job)."""
     input:
-        configs=expand(f"{R}/synthetic/{{device}}/seed{{seed}}/{{estimator}}/config.json", seed=config["seeds"],
-                       allow_missing=True),
+        configs=every_seed(SYNTHETIC_JOB, "config.json"),
     output:
-        tables=expand(f"{R}/synthetic/{{device}}/seed{{seed}}/{{estimator}}/synthetic.csv", seed=config["seeds"],
-                      allow_missing=True),
-        skipped=expand(f"{R}/synthetic/{{device}}/seed{{seed}}/{{estimator}}/skipped.csv", seed=config["seeds"],
-                       allow_missing=True),
+        tables=every_seed(SYNTHETIC_JOB, "synthetic.csv"),
+        skipped=every_seed(SYNTHETIC_JOB, "skipped.csv"),
     log:
         f"{LOGS}/synthetic/{{device}}/{{estimator}}.log",
     params:
         seeds=lambda wildcards, input, output: " ".join(f"--config {c} --out {os.path.dirname(t)}"
                                                         for c, t in zip(input.configs, output.tables)),
     resources:
-        gpu=lambda wildcards: 1 if wildcards.device.startswith("cuda") else 0,
+        runtime=synthetic_minutes,  # every seed, one after another
+        mem_mb=job_resources.SYNTHETIC_MEM_MB,
+        gpu=gpus,
     conda:
         "../envs/gradvar.yaml"
     threads: 1

@@ -1,17 +1,23 @@
+# The VAE rules. Every path is a job folder template of experiments.config.jobs (job_file, every_seed), the same
+# templates each job's path fills in; resources are estimated from each job's config (common.smk).
+
+
 rule vae_train:
     """One VAE training run (resumes from its checkpoint if it was interrupted)."""
     input:
-        config=f"{R}/vae/runs/{{dataset}}/{{latent}}/{{estimator}}/s{{samples}}/{{device}}/seed{{seed}}/config.json",
+        config=job_file(VAE_RUN, "config.json"),
     output:
-        metrics=f"{R}/vae/runs/{{dataset}}/{{latent}}/{{estimator}}/s{{samples}}/{{device}}/seed{{seed}}/metrics.csv",
-        variance=f"{R}/vae/runs/{{dataset}}/{{latent}}/{{estimator}}/s{{samples}}/{{device}}/seed{{seed}}/variance.csv",
-        status=f"{R}/vae/runs/{{dataset}}/{{latent}}/{{estimator}}/s{{samples}}/{{device}}/seed{{seed}}/status.json",
+        metrics=job_file(VAE_RUN, "metrics.csv"),
+        variance=job_file(VAE_RUN, "variance.csv"),
+        status=job_file(VAE_RUN, "status.json"),
     log:
         f"{LOGS}/vae/{{dataset}}/{{latent}}/{{estimator}}/s{{samples}}/{{device}}/seed{{seed}}.log",
     params:
         out=lambda wildcards, output: os.path.dirname(output.status),
     resources:
-        gpu=lambda wildcards: 1 if wildcards.device.startswith("cuda") else 0,
+        runtime=training_minutes,
+        mem_mb=training_mem_mb,
+        gpu=gpus,
     conda:
         "../envs/gradvar.yaml"
     threads: 1
@@ -22,23 +28,24 @@ rule vae_train:
         " --config {input.config} --out {params.out} > {log} 2>&1"
 
 
-_STACKED_RUN = f"{R}/vae/runs/{{dataset}}/{{latent}}/{{estimator}}/s{{samples}}/{{device}}/seed{{seed}}"
-
-
 rule vae_train_stacked:
     """The seeds of one cell trained as one batched model (vae.stack_seeds; each run's files as vae_train's)."""
     input:
         configs=lambda wildcards: [f"{run}/config.json" for run in stacked_runs(wildcards)],
     output:
-        metrics=expand(f"{_STACKED_RUN}/metrics.csv", seed=config["seeds"], allow_missing=True),
-        variance=expand(f"{_STACKED_RUN}/variance.csv", seed=config["seeds"], allow_missing=True),
-        status=expand(f"{_STACKED_RUN}/status.json", seed=config["seeds"], allow_missing=True),
+        metrics=every_seed(VAE_RUN, "metrics.csv"),
+        variance=every_seed(VAE_RUN, "variance.csv"),
+        status=every_seed(VAE_RUN, "status.json"),
     log:
         f"{LOGS}/vae_stacked/{{dataset}}/{{latent}}/{{estimator}}/s{{samples}}/{{device}}.log",
     params:
-        members=lambda wildcards: " ".join(f"--config {run}/config.json --out {run}" for run in stacked_runs(wildcards)),
+        members=lambda wildcards: " ".join(
+            f"--config {run}/config.json --out {run}" for run in stacked_runs(wildcards)
+        ),
     resources:
-        gpu=lambda wildcards: 1 if wildcards.device.startswith("cuda") else 0,
+        runtime=training_minutes,  # every seed's steps: a stacked job of N seeds asks N runs' time
+        mem_mb=training_mem_mb,
+        gpu=gpus,
     conda:
         "../envs/gradvar.yaml"
     threads: 1
@@ -53,14 +60,16 @@ rule vae_shared_checkpoints:
     """Protocol shared_checkpoints: every applicable estimator measured at the checkpoints of a latent's
     host run."""
     input:
-        config=f"{R}/vae/shared_checkpoints/{{dataset}}/{{latent}}/{{device}}/seed{{seed}}/config.json",
+        config=job_file(SHARED_CHECKPOINTS_JOB, "config.json"),
         host=host_run_status,
     output:
-        table=f"{R}/vae/shared_checkpoints/{{dataset}}/{{latent}}/{{device}}/seed{{seed}}/variance.csv",
+        table=job_file(SHARED_CHECKPOINTS_JOB, "variance.csv"),
     log:
         f"{LOGS}/vae_shared_checkpoints/{{dataset}}/{{latent}}/{{device}}/seed{{seed}}.log",
     resources:
-        gpu=lambda wildcards: 1 if wildcards.device.startswith("cuda") else 0,
+        runtime=shared_checkpoints_minutes,
+        mem_mb=job_resources.SHARED_CHECKPOINTS_MEM_MB,
+        gpu=gpus,
     conda:
         "../envs/gradvar.yaml"
     threads: 1
