@@ -375,13 +375,5 @@ def test_checkpoint_resumes_bit_for_bit(name, saved_at):
 
 
 def test_rodeo_network_comes_from_the_generator_only():
-    problem = bernoulli_polynomial(dim=3)
-    weights = []
-    for global_seed in (0, 1):
-        torch.manual_seed(global_seed)
-        est = estimators.get("rodeo")
-        est.eval()
-        f, dist = problem.build(*problem.leaves())
-        est(f, dist, 2, torch.Generator().manual_seed(5))
-        weights.append(est.net[0].weight.detach().clone())
-    assert torch.equal(*weights) and bool(est.initialized)
+    built = trained.networks_under_global_seeds("rodeo", bernoulli_polynomial(dim=3), n_samples=2)
+    assert torch.equal(*(est.net[0].weight for est in built)) and all(bool(est.initialized) for est in built)

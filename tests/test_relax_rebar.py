@@ -122,16 +122,10 @@ def test_relax_state_names_its_lazy_network():
 
 def test_relax_network_is_initialized_from_the_generator_only():
     problem = bernoulli_toy(t=0.45, dim=3, p=0.3)
-    weights = []
-    for global_seed in (0, 1):
-        torch.manual_seed(global_seed)
-        est = estimators.get("relax")
-        est.eval()
-        f, dist = problem.build(*problem.leaves())
-        est(f, dist, 1, torch.Generator().manual_seed(5))
-        weights.append(est.net[0].weight.detach().clone())
-        assert torch.equal(est.net[2].weight, torch.zeros_like(est.net[2].weight))  # starts as REBAR
-    assert torch.equal(*weights)
+    built = trained.networks_under_global_seeds("relax", problem, n_samples=1)
+    assert torch.equal(*(est.net[0].weight for est in built))
+    assert all(torch.equal(est.net[2].weight, torch.zeros_like(est.net[2].weight)) for est in built)  # as REBAR
+    est = built[-1]
     with pytest.raises(ValueError, match=r"built its network for events of shape \(3,\); got \(2,\)"):
         p2 = bernoulli_toy(dim=2)
         est(*p2.build(*p2.leaves()), 1)

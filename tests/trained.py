@@ -41,3 +41,18 @@ def resume(name, blob, **opts):
     gen = torch.Generator()
     gen.set_state(state["gen"])
     return est, gen
+
+
+def networks_under_global_seeds(name: str, problem, n_samples: int, seeds=(0, 1)):
+    """Estimator ``name``'s networks after one eval-mode call with the same generator, under each global seed
+    in ``seeds``: a network drawn from torch's global generator would differ between them. Returns the
+    estimators (their ``net`` to compare)."""
+    built = []
+    for global_seed in seeds:
+        torch.manual_seed(global_seed)
+        est = estimators.get(name)
+        est.eval()
+        f, dist = problem.build(*problem.leaves())
+        est(f, dist, n_samples, torch.Generator().manual_seed(5))
+        built.append(est)
+    return built
