@@ -169,7 +169,8 @@ def test_elbo_table_takes_final_test_step_and_adds_jang_numbers():
     for seed, final in [(0, -100.0), (1, -104.0)]:
         for step, elbo in [(0, -200.0), (10, final)]:
             for split in ("train", "test"):
-                rows.append({"dataset": "binarized_mnist", "latent_family": "categorical", "latent": "categorical(20x10)",
+                rows.append({"dataset": "binarized_mnist", "latent_family": "categorical",
+                             "latent": "categorical(20x10)",
                              "estimator_id": "gumbel", "estimator_name": "gumbel_softmax",
                              "estimator_label": "gumbel_softmax(temperature=1.0)",
                              "n_samples": 1, "device": "cpu", "seed": seed, "step": step, "split": split,
@@ -193,7 +194,8 @@ def test_elbo_table_takes_final_test_step_and_adds_jang_numbers():
 
 def test_relax_anchors_match_the_linear_one_layer_model_on_the_best_training_elbo():
     by_key = {(a.preset, a.estimator_name): a for a in ANCHORS}
-    assert by_key[("dong2020_linear", "relax")].neg_elbo == 111.20 and by_key[("dong2020_linear", "rebar")].neg_elbo == 111.6
+    assert (by_key[("dong2020_linear", "relax")].neg_elbo == 111.20
+            and by_key[("dong2020_linear", "rebar")].neg_elbo == 111.6)
     assert {a.measure for a in ANCHORS if a.preset == "dong2020_linear"} == {"best_train"}
     assert not any(a.preset == "dong2020_nonlinear" for a in ANCHORS)   # their two-layer model is not ours
     from experiments.vae.run_config import PRESETS
@@ -225,7 +227,8 @@ def test_device_comparison_of_vae_runs():
         {**base, "device": "cuda", "total_variance": 2.1, "total_variance_se": 0.2, "seconds_per_estimate": 1e-3},
     ])
     metrics = pd.DataFrame([
-        {**{k: v for k, v in base.items() if k not in ("protocol",)}, "split": "test", "device": d, "seconds_per_step": t}
+        {**{k: v for k, v in base.items() if k not in ("protocol",)},
+         "split": "test", "device": d, "seconds_per_step": t}
         for d, t in (("cpu", 0.01), ("cuda", 0.002))
     ])
     out = device_comparison(pd.DataFrame(), metrics, variance).set_index("source")

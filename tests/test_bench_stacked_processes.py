@@ -17,4 +17,5 @@ def test_quick_run_prints_ratios():
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     for cell in (r"gaussian\(8\) pathwise", r"bernoulli\(8\) reinforce_loo"):
         # cell, N, two wall times, two rates, the ratio
-        assert re.search(rf"^\s+{cell}\s+2\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+x", proc.stdout, re.M), proc.stdout
+        assert re.search(rf"^\s+{cell}\s+2\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+x", proc.stdout, re.M), \
+            proc.stdout

@@ -112,7 +112,8 @@ def test_few_seeds_are_undecided_with_a_measurement_only_interval():
     assert claim.verdict(claim.seed_interval([]), 100) == "missing"
 
 
-@pytest.mark.parametrize("logs, expected", [([5.5, 5.6, 5.7], "yes"), ([1.0, 1.1, 1.2], "no"), ([3.0, 5.0, 7.0], "undecided")])
+@pytest.mark.parametrize("logs, expected", [([5.5, 5.6, 5.7], "yes"), ([1.0, 1.1, 1.2], "no"),
+                                            ([3.0, 5.0, 7.0], "undecided")])
 def test_verdicts(logs, expected):
     assert claim.verdict(claim.seed_interval(logs), math.exp(4.6)) == expected
 
@@ -141,8 +142,10 @@ def _measured(ratios: dict[int, float]) -> pd.DataFrame:
 
 
 def test_compare_declared_rows_and_missing_with_reason():
-    expected = pd.DataFrame([{"setting": "s", "comparison": "c", "estimator_id": "reinforce", "comparator_id": "pathwise"},
-                             {"setting": "t", "comparison": "c", "estimator_id": "reinforce", "comparator_id": "pathwise"}])
+    expected = pd.DataFrame([
+        {"setting": "s", "comparison": "c", "estimator_id": "reinforce", "comparator_id": "pathwise"},
+        {"setting": "t", "comparison": "c", "estimator_id": "reinforce", "comparator_id": "pathwise"},
+    ])
     out = claim.compare(_measured({0: 300.0, 1: 320.0, 2: 310.0}), expected, ["setting"], 100, [0, 1, 2],
                         lambda setting, missing: f"runs {missing} diverged")
     by = out.set_index("setting")
@@ -152,7 +155,9 @@ def test_compare_declared_rows_and_missing_with_reason():
 
 
 def test_a_missing_seed_is_named_and_the_row_falls_back_to_undecided():
-    expected = pd.DataFrame([{"setting": "s", "comparison": "c", "estimator_id": "reinforce", "comparator_id": "pathwise"}])
+    expected = pd.DataFrame([
+        {"setting": "s", "comparison": "c", "estimator_id": "reinforce", "comparator_id": "pathwise"},
+    ])
     out = claim.compare(_measured({0: 300.0, 1: 320.0}), expected, ["setting"], 100, [0, 1, 2],
                         lambda setting, missing: f"seed {missing[0]} diverged").iloc[0]
     assert out["missing_seeds"] == "2" and out["reason"] == "seed 2 diverged"

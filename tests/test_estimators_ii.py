@@ -231,7 +231,8 @@ def test_f_parameters_get_fs_own_gradient_at_the_discrete_samples(name, make, mo
     (got,) = torch.autograd.grad(out.surrogate, w)
     samples = torch.cat(hard)
     (expected,) = torch.autograd.grad(problem.build(logits, w)[0](samples).mean(), w)
-    assert samples.shape[0] == 3 * est.capabilities.evaluations_per_sample - (2 * 3 if name in ("rebar", "relax") else 0)
+    assert (samples.shape[0]
+            == 3 * est.capabilities.evaluations_per_sample - (2 * 3 if name in ("rebar", "relax") else 0))
     assert torch.equal(got, expected)
 
 
@@ -258,8 +259,8 @@ def test_declared_capabilities(name):
 
 
 CITED = {"arm": "Yin & Zhou 2019", "disarm": "Dong, Mnih & Tucker 2020", "muprop": "Gu, Levine, Sutskever & Mnih 2016",
-         "rebar": "Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein 2017", "relax": "Grathwohl, Choi, Wu, Roeder & Duvenaud 2018",
-         "vimco": "Mnih & Rezende 2016"}
+         "rebar": "Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein 2017",
+         "relax": "Grathwohl, Choi, Wu, Roeder & Duvenaud 2018", "vimco": "Mnih & Rezende 2016"}
 
 
 def test_objective_defaults_to_the_expectation_and_is_checked():

@@ -25,7 +25,9 @@ import estimators
 from estimators.measure import VarianceResult
 from estimators.measure_valued import MeasureValued
 from estimators.reinforce_delta import ReinforceDelta
-from experiments.synthetic.problems import CLOSED_FORM_PROBLEMS, Problem, normal_cosine, normal_exp_square, normal_quadratic
+from experiments.synthetic.problems import (
+    CLOSED_FORM_PROBLEMS, Problem, normal_cosine, normal_exp_square, normal_quadratic,
+)
 from stats import Z_TOL, assert_mean_matches, max_z
 
 DTYPE = torch.float64

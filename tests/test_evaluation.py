@@ -52,7 +52,8 @@ def test_the_bound_does_not_depend_on_the_sample_chunking(family):
     assert not torch.allclose(model.iwae_bound(x, k, torch.Generator().manual_seed(8), sample_chunk=10), bounds[k])
 
 
-@pytest.mark.parametrize("family", [{"family": "bernoulli", "dim": 3}, {"family": "categorical", "groups": 2, "classes": 3}])
+@pytest.mark.parametrize("family", [{"family": "bernoulli", "dim": 3},
+                                    {"family": "categorical", "groups": 2, "classes": 3}])
 def test_the_chunked_bound_is_a_bound_on_the_enumerated_log_likelihood(family):
     r"""Closed form: with 8 or 9 latent configurations, :math:`\log p(x) = \log\sum_z p(x|z)p(z)` exactly,
     and so is the relative variance of the weights :math:`v = \sum_z p(x,z)^2/q(z) / p(x)^2 - 1`. The

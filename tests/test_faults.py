@@ -201,7 +201,8 @@ def test_ctrl_c_stops_a_test_run_in_the_middle_of_a_training_run(tmp_path):
     (tmp_path / "test_inner.py").write_text(f"SETTINGS = {SETTINGS!r}\n" + INNER_TESTS)
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                             str(tmp_path / "test_inner.py")], cwd=tmp_path, env={**os.environ, "RUN_DIR": str(run_dir)},
+                             str(tmp_path / "test_inner.py")],
+                            cwd=tmp_path, env={**os.environ, "RUN_DIR": str(run_dir)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_as_at_a_terminal)
     deadline = time.time() + 120
     while _status(run_dir)["step"] < 20 and proc.poll() is None and time.time() < deadline:
@@ -396,7 +397,8 @@ def test_result_table_without_its_checksum_is_refused(tmp_path):
     ("", "empty file"),
 ])
 def test_malformed_table_structure_is_named(tmp_path, text, message):
-    with pytest.raises(result_tables.InputError, match="^" + str(tmp_path / "t.csv") + ": " + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(result_tables.InputError,
+                       match="^" + str(tmp_path / "t.csv") + ": " + message.replace("(", r"\(").replace(")", r"\)")):
         result_tables.check(text.encode(), tmp_path / "t.csv", result_tables.KINDS["metrics"])
 
 
@@ -498,7 +500,8 @@ def test_study_under_faults(tmp_path):
     # The file is back: the rerun runs only what is missing; a second invocation meanwhile is refused.
     train_file.with_suffix(".away").rename(train_file)
     train_log.unlink()
-    rerun = _snakemake(workdir, tables_target("faults"))  # the tables, not the figures: tests/test_pipeline.py draws those
+    # the tables, not the figures: tests/test_pipeline.py draws those
+    rerun = _snakemake(workdir, tables_target("faults"))
     _wait_for(train_log.exists, rerun, "the VAE run started")
     second = subprocess.run([*SNAKEMAKE, "--cores", "1", "--configfile", "study.yaml"], cwd=workdir,
                             capture_output=True, text=True)

@@ -26,7 +26,8 @@ def test_smoke_run_on_the_cpu_writes_its_summary(tmp_path):
     assert "- commit: gTEST" in summary
     assert "Projected device-hours of the whole `tiny` config" in summary
     slice_rows = pd.read_csv(out / "slice.csv")
-    assert len(slice_rows) and (slice_rows["seconds_per_stacked_step"] > 0).all() and (slice_rows["diverged"] == 0).all()
+    assert (len(slice_rows) and (slice_rows["seconds_per_stacked_step"] > 0).all()
+            and (slice_rows["diverged"] == 0).all())
     assert json.loads((out / "slice.json").read_text())["jobs"] > 0
     assert (out / "study/results/gpu_check_tiny/tables/device_comparison.csv").exists()  # in OUT, not the checkout
 

@@ -103,9 +103,9 @@ def test_a_malformed_grid_is_refused(grid, message):
 def _frames(valid_test: dict, diverged=(), seeds=(0, 1, 2)):
     """Metrics and run status of one cell: ``valid_test[lr] = (valid ELBO, test ELBO)``; the final step's
     numbers are those, an earlier step is 50 nats worse (only the final step may count)."""
-    cell = {"dataset": "binarized_mnist", "latent": "bernoulli(200)", "latent_family": "bernoulli", "estimator_id": "gumbel",
-            "estimator_name": "gumbel_softmax", "estimator_label": "gumbel_softmax(temperature=1.0)",
-            "n_samples": 1, "device": "cpu"}
+    cell = {"dataset": "binarized_mnist", "latent": "bernoulli(200)", "latent_family": "bernoulli",
+            "estimator_id": "gumbel", "estimator_name": "gumbel_softmax",
+            "estimator_label": "gumbel_softmax(temperature=1.0)", "n_samples": 1, "device": "cpu"}
     metrics, status = [], []
     for lr, (valid, test) in valid_test.items():
         for seed in seeds:
@@ -123,7 +123,8 @@ def test_the_rate_with_the_best_validation_elbo_is_selected_never_the_best_test_
     table = select_learning_rates(metrics, status)
     assert table.loc[table["selected"], "lr"].tolist() == [3e-4]
     row = table[table["selected"]].iloc[0]
-    assert row["valid_elbo_mean"] == pytest.approx(-98.0 + 0.01) and row["test_elbo_mean"] == pytest.approx(-101.0 + 0.01)
+    assert (row["valid_elbo_mean"] == pytest.approx(-98.0 + 0.01)
+            and row["test_elbo_mean"] == pytest.approx(-101.0 + 0.01))
     assert table["n_runs"].tolist() == [3, 3, 3] and table["eligible"].all()
     marked = mark_selected(metrics, table)
     assert set(marked.loc[marked["selected"], "lr"]) == {3e-4}

@@ -39,7 +39,8 @@ def test_command_line_snippets_run(tmp_path):
     commands = [b for b in _blocks("bash") if b.lstrip().startswith("python -m experiments.")]
     assert len(commands) == 2
     for block in commands:
-        res = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=work, env=env, capture_output=True, text=True)
+        res = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=work, env=env,
+                             capture_output=True, text=True)
         assert res.returncode == 0, res.stderr[-3000:]
     assert len(pd.read_csv(work / "results/demo/synthetic/synthetic.csv"))
     shared = pd.read_csv(work / "results/demo/loo.csv")
@@ -91,11 +92,13 @@ def test_adding_an_estimator_takes_one_file_and_one_config_line(tmp_path, where)
         return
     shared = pd.read_csv(work / targets[2])
     assert "fixed_b1" in set(shared.estimator_id)
-    assert "fixed_b1" in {e["id"] for e in json.loads((work / targets[2]).with_name("config.json").read_text())["estimators"]}
+    assert "fixed_b1" in {e["id"] for e in
+                          json.loads((work / targets[2]).with_name("config.json").read_text())["estimators"]}
     # Its declared role puts it into the default comparisons: the verdict has its rows.
     tables = work / "results/tiny/tables"
     verdict = pd.read_csv(tables / "variance_claim.csv")
-    assert {"reinforce_over_pathwise", "reinforce_over_relaxation"} <= set(verdict[verdict.estimator_id == "fixed_b1"].comparison)
+    assert ({"reinforce_over_pathwise", "reinforce_over_relaxation"}
+            <= set(verdict[verdict.estimator_id == "fixed_b1"].comparison))
     assert "fixed_b1" in set(pd.read_csv(tables / "claim_summary.csv").estimator)
     # The README's explicit declaration replaces the comparisons, and the aggregation (only it) reruns.
     (comparison,) = _blocks("yaml", "example-comparison")
@@ -107,7 +110,8 @@ def test_adding_an_estimator_takes_one_file_and_one_config_line(tmp_path, where)
     res = subprocess.run([*snakemake, "results/tiny/tables/variance_claim.csv"], cwd=work, env=env,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert set(pd.read_csv(tables / "variance_claim.csv").comparison) == {"fixed_over_pathwise", "fixed_over_relaxation"}
+    assert (set(pd.read_csv(tables / "variance_claim.csv").comparison)
+            == {"fixed_over_pathwise", "fixed_over_relaxation"})
 
 
 SNAPSHOT_BLOCKS = sorted(re.findall(r"<!-- (findings|claim-summary):(\w+):start -->", README))

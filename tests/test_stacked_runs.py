@@ -6,9 +6,11 @@ the results it gets alone, resume after a kill, and refuse what cannot be stacke
 | a GeneratorStack draws each run's noise bit for bit as alone (families, raw primitives) | test_*noise* |
 | every stackable estimator gives each run its own value and gradient | test_stackable_estimators_equal_per_run_calls |
 | a stacked member's metrics, variance rows and weights equal the run alone (pathwise, reinforce
-  leave_one_out, gumbel_softmax, straight_through; the IWAE bound: vimco, pathwise on K-tuples) | test_stacked_equals_separate |
+  leave_one_out, gumbel_softmax, straight_through; the IWAE bound: vimco, pathwise on K-tuples)
+  | test_stacked_equals_separate |
 | SIGKILL mid-run, rerun: identical to an uninterrupted stacked job | test_sigkill_resumes_identically |
-| a preempted stacked member finishes alone, a run started alone joins a stack | test_members_move_between_stack_and_alone |
+| a preempted stacked member finishes alone, a run started alone joins a stack
+  | test_members_move_between_stack_and_alone |
 | a diverging member ends diverged as alone, the others go on | test_diverging_member |
 | adapting estimators, NVIL, other families, configs differing beyond the seed: one-line refusals | test_refuses_* |
 
@@ -122,7 +124,8 @@ def test_stacked_raw_noise_is_each_runs_own(primitive, sample_ndim):
     together = fn((*sample, N_RUNS, BATCH, 3), like, GeneratorStack(_gens()), sample_ndim)
     assert together.shape == (*sample, N_RUNS, BATCH, 3) and together.dtype == torch.float64
     for r, gen in enumerate(_gens()):
-        assert torch.equal(together[(slice(None),) * sample_ndim + (r,)], fn((*sample, BATCH, 3), like, gen, sample_ndim))
+        assert torch.equal(together[(slice(None),) * sample_ndim + (r,)],
+                           fn((*sample, BATCH, 3), like, gen, sample_ndim))
 
 
 def test_plain_generator_noise_is_unchanged():
@@ -258,7 +261,8 @@ def test_diverging_member(separate, tmp_path):
 # --- kills, preemption, moving between a stack and runs alone ---------------------------------------
 
 LONG = 200
-LONG_SETTINGS = {"latent": {"family": "bernoulli", "dim": 6}, "estimator": {"name": "reinforce", "baseline": "leave_one_out"},
+LONG_SETTINGS = {"latent": {"family": "bernoulli", "dim": 6},
+                 "estimator": {"name": "reinforce", "baseline": "leave_one_out"},
                  "n_samples": 2, "model": {"hidden": [16]}, "train": {"steps": LONG, "batch_size": 32},
                  "eval": {"every": 50, "iwae_k": 5, "train_subset": 100},
                  "variance": {"every": 100, "min_estimates": 4, "max_estimates": 4, "batch_size": 16},
@@ -310,7 +314,8 @@ def test_sigkill_resumes_identically(long_straight, tmp_path):
     for at_step in (40, 110):
         res = _signal_at(_stacked_cmd(tmp_path), tmp_path / "seed0", at_step, signal.SIGKILL)
         assert res.returncode == -signal.SIGKILL
-        assert all(json.loads((tmp_path / f"seed{s}" / "status.json").read_text())["status"] == "running" for s in SEEDS)
+        assert all(json.loads((tmp_path / f"seed{s}" / "status.json").read_text())["status"] == "running"
+                   for s in SEEDS)
     res = subprocess.run(_stacked_cmd(tmp_path), cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resumed at step" in res.stderr

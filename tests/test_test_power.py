@@ -1,8 +1,6 @@
 """The unbiasedness check has power: subtly wrong estimators fail it."""
 from __future__ import annotations
 
-import torch
-
 import estimators
 from estimators.reinforce import Reinforce
 from experiments.synthetic.problems import CLOSED_FORM_PROBLEMS

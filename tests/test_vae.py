@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -26,9 +25,11 @@ from experiments.vae.run_config import ReferenceGradientSettings, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ["seconds_per_step", "seconds_per_estimate", "work_normalized_variance", "eval_seconds"]
-RUN_ARGS = ["--set", "latent={family: bernoulli, dim: 6}", "--set", "estimator={name: reinforce, baseline: moving_average, nvil: true}",
-            "--set", "n_samples=2", "--set", "train.steps=400", "--set", "eval.every=100", "--set", "variance.every=200",
-            "--set", "variance.min_estimates=10", "--set", "variance.max_estimates=10", "--set", "checkpoint_every=10", "--set", "model.hidden=[32]"]
+RUN_ARGS = ["--set", "latent={family: bernoulli, dim: 6}",
+            "--set", "estimator={name: reinforce, baseline: moving_average, nvil: true}",
+            "--set", "n_samples=2", "--set", "train.steps=400", "--set", "eval.every=100",
+            "--set", "variance.every=200", "--set", "variance.min_estimates=10", "--set", "variance.max_estimates=10",
+            "--set", "checkpoint_every=10", "--set", "model.hidden=[32]"]
 
 
 def _cmd(out):
@@ -114,8 +115,8 @@ def test_changed_config_sets_stale_checkpoints_aside_and_completes(tmp_path):
 def test_cuda_absent_is_an_error_not_a_cpu_run(tmp_path):
     with pytest.raises(DeviceUnavailableError, match="'cuda' was asked for but CUDA is not available"):
         resolve_device("cuda")
-    res = subprocess.run([sys.executable, "-m", "experiments.vae.train", "--out", str(tmp_path), "--set", "device=cuda"],
-                         cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "experiments.vae.train", "--out", str(tmp_path),
+                          "--set", "device=cuda"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0 and "CUDA is not available" in res.stderr
 
 
@@ -127,7 +128,8 @@ def _small_model(family_cfg, seed=0):
     return model, x
 
 
-@pytest.mark.parametrize("family", [{"family": "bernoulli", "dim": 4}, {"family": "categorical", "groups": 2, "classes": 3}])
+@pytest.mark.parametrize("family", [{"family": "bernoulli", "dim": 4},
+                                    {"family": "categorical", "groups": 2, "classes": 3}])
 def test_variance_protocol_against_exact_enumeration(family):
     """Known answer: with a latent small enough to enumerate, the reference is exact; REINFORCE's mean
     encoder gradient matches it within its standard errors, straight-through's does not, and `exact`

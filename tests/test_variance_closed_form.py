@@ -1,5 +1,6 @@
 """Measured per-coordinate variance of the mu-gradient of E[sum z^2], z ~ N(mu, I_D), against the closed
-forms in experiments.synthetic.closed_form (derived there): pathwise 4/S, REINFORCE (4(D-1)^2 + 22(D-1) + 30)/S at mu=1."""
+forms in experiments.synthetic.closed_form (derived there): pathwise 4/S, REINFORCE (4(D-1)^2 + 22(D-1) + 30)/S
+at mu=1."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,7 @@ def test_variance_matches_closed_form(name, dim, mu, n_samples, gen):
     loc, scale = problem.leaves()
     scale.requires_grad_(False)
     result = estimators.measure_variance(
-        estimators.get(name), lambda l: problem.build(l, scale.expand_as(l)), [loc],
+        estimators.get(name), lambda mean: problem.build(mean, scale.expand_as(mean)), [loc],
         n_estimates=200_000, n_samples=n_samples, generator=gen, vectorize=True,
     )
     expected = torch.as_tensor(CLOSED_FORMS[name](np.full(dim, mu), n_samples))

@@ -13,7 +13,8 @@ T = TypeVar("T")
 
 def job_arguments(description: str, config_help: str, out_help: str, argv=None,
                   extend: Callable[[argparse.ArgumentParser], None] | None = None,
-                  config_required: bool = True, many: bool = False) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+                  config_required: bool = True,
+                  many: bool = False) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """``--config`` and ``--out``; with ``many``, each may repeat (lists, one ``--out`` per ``--config``)."""
     ap = argparse.ArgumentParser(description=description)
     action = "append" if many else "store"

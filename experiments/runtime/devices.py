@@ -28,7 +28,8 @@ def resolve_device(name: str) -> torch.device:
         )
     index = device.index if device.index is not None else torch.cuda.current_device()
     if index >= torch.cuda.device_count():
-        raise DeviceUnavailableError(f"device {name!r} asked for but only {torch.cuda.device_count()} CUDA device(s) exist")
+        raise DeviceUnavailableError(
+            f"device {name!r} asked for but only {torch.cuda.device_count()} CUDA device(s) exist")
     return torch.device("cuda", index)
 
 

@@ -132,6 +132,7 @@ def read_status(path: str | Path) -> dict:
         raise InputError(f"{path}: cannot be read ({err.strerror or err})") from err
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}): cut short or damaged") from err
-    if not isinstance(status, dict) or not isinstance(status.get("status"), str) or not isinstance(status.get("step"), int):
+    if (not isinstance(status, dict) or not isinstance(status.get("status"), str)
+            or not isinstance(status.get("step"), int)):
         raise InputError(f"{path}: expected an object with a status (text) and a step (integer), got {status!r}")
     return status

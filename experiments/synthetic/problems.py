@@ -163,8 +163,8 @@ def mvn_quadratic(dim: int = 3) -> Problem:
         return torch.einsum("...i,ij,...j->...", x, a, x)
 
     def expectation(loc, raw_l):
-        l = torch.tril(raw_l)
-        return (quad(loc - kvec) + torch.einsum("ij,...ji->...", a, l @ l.transpose(-1, -2))).sum()
+        scale_tril = torch.tril(raw_l)
+        return (quad(loc - kvec) + torch.einsum("ij,...ji->...", a, scale_tril @ scale_tril.transpose(-1, -2))).sum()
 
     return Problem(
         name="mvn_quadratic", family="MultivariateNormal",

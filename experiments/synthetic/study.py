@@ -263,7 +263,8 @@ def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
                         **prov,
                     })
         log.info("[%d/%d] %s %s done", i, len(cells), cell.problem_key, cell.setting)
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=_columns(spec_columns=specs[0].columns() if specs else {}, prov=prov))
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(
+        columns=_columns(spec_columns=specs[0].columns() if specs else {}, prov=prov))
     out_dir.mkdir(parents=True, exist_ok=True)
     result_tables.write(frame, out_dir / "synthetic.csv")
     result_tables.write(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), out_dir / "skipped.csv")

@@ -70,7 +70,8 @@ class VAE(nn.Module):
         """
         names = [name for name, _ in self.encoder.named_parameters()]
         if len(encoder_params) != len(names):
-            raise ValueError(f"expected {len(names)} encoder parameters ({', '.join(names)}), got {len(encoder_params)}")
+            raise ValueError(f"expected {len(names)} encoder parameters ({', '.join(names)}), "
+                             f"got {len(encoder_params)}")
         by_name = dict(zip(names, encoder_params))
         h = x
         for i, layer in enumerate(self.encoder):

@@ -34,7 +34,9 @@ from experiments.runtime import result_tables
 from experiments.runtime.seeds import cell_seed
 from experiments.config.typed_config import ConfigError, load_yaml, parse
 from experiments.config.user_modules import import_modules
-from experiments.vae.encoder_gradient import ReferenceGradient, encoder_gradient_estimates, reference_gradient, variance_row
+from experiments.vae.encoder_gradient import (
+    ReferenceGradient, encoder_gradient_estimates, reference_gradient, variance_row,
+)
 from experiments.vae.run_config import resolve
 from experiments.vae import objectives
 from experiments.vae.train import Run
@@ -59,7 +61,8 @@ class JobConfig:
             entry = dict(raw)
             samples = entry.pop("n_samples", [1])
             if not isinstance(samples, list) or not samples or not all(isinstance(n, int) and n >= 1 for n in samples):
-                raise ConfigError(f"estimators[{i}].n_samples: expected a non-empty list of integers >= 1, got {samples!r}")
+                raise ConfigError(f"estimators[{i}].n_samples: expected a non-empty list of integers >= 1, "
+                                  f"got {samples!r}")
             est_id = entry.pop("id", entry.get("name"))
             out.append((EstimatorSpec.from_config(est_id, entry, f"estimators[{i}]", allow_latents=False), samples))
         return out

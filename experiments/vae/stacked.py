@@ -116,7 +116,8 @@ class StackedRuns:
     def __init__(self, configs: list[RunConfig], outs: list[Path]):
         configs, outs = list(configs), [Path(o) for o in outs]
         if len(configs) != len(outs):
-            raise ValueError(f"stacked runs need one out folder per config; got {len(configs)} configs and {len(outs)} outs")
+            raise ValueError(f"stacked runs need one out folder per config; "
+                             f"got {len(configs)} configs and {len(outs)} outs")
         if len({o.resolve() for o in outs}) != len(outs):
             raise ValueError("stacked runs need distinct out folders")
         check_stackable(configs)

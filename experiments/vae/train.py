@@ -54,7 +54,9 @@ from experiments.runtime.provenance import provenance
 from experiments.runtime.seeds import cell_seed
 from experiments.vae.divergence import DivergenceRecord, parameters_finite
 from experiments.vae.lifecycle import Alone, train_runs
-from experiments.vae.encoder_gradient import VARIANCE_COLUMNS, encoder_gradient_estimates, reference_gradient, variance_row
+from experiments.vae.encoder_gradient import (
+    VARIANCE_COLUMNS, encoder_gradient_estimates, reference_gradient, variance_row,
+)
 from experiments.vae import objectives
 from experiments.vae.model import VAE, BaselineNet
 from experiments.vae.run_config import RunConfig, as_dict, load_config
@@ -236,8 +238,9 @@ class Run:
                                          max_estimates=cfg.max_estimates)
         self.variance.append({**self.ids, "step": self.step, "protocol": "own_run",
                               **self.run_estimator_ids, "measured_n_samples": int(self.config.n_samples),
-                              "f_evaluations": objectives.f_evaluations(self.est, self.model.posterior(x[:1]),
-                                                                        int(self.config.n_samples), self.config.objective),
+                              "f_evaluations": objectives.f_evaluations(
+                                  self.est, self.model.posterior(x[:1]), int(self.config.n_samples),
+                                  self.config.objective),
                               **variance_row(res, reference)})
         self.folder.save_snapshot(self.step, {
             "config_hash": self.ids["config_hash"], "step": self.step, "model": self.model.state_dict(),

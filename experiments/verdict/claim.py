@@ -342,7 +342,8 @@ def compare(measured: pd.DataFrame, expected: pd.DataFrame, setting_cols: list[s
 
 def _names(names: pd.DataFrame, est_id: str, prefix: str) -> dict:
     if est_id in names.index:
-        return {f"{prefix}_name": names.loc[est_id, "estimator_name"], f"{prefix}_label": names.loc[est_id, "estimator_label"]}
+        return {f"{prefix}_name": names.loc[est_id, "estimator_name"],
+                f"{prefix}_label": names.loc[est_id, "estimator_label"]}
     return {f"{prefix}_name": "", f"{prefix}_label": ""}
 
 
@@ -351,7 +352,8 @@ def equal_cost_ratio(measured: pd.DataFrame, row: dict, setting_cols: list[str],
     the variance ratio at equal wall time (REINFORCE with S samples against pathwise with one); the exact
     ratio where a side's variance is zero to rounding."""
     others = {c: row[c] for c in setting_cols if c != samples_col}
-    mask = np.logical_and.reduce([measured[c] == v for c, v in others.items()]) if others else np.ones(len(measured), bool)
+    mask = (np.logical_and.reduce([measured[c] == v for c, v in others.items()]) if others
+            else np.ones(len(measured), bool))
     num = measured[mask & (measured[samples_col] == row[samples_col])]
     den = measured[mask & (measured[samples_col] == 1)]
     joined = _joined(_side(num, row["estimator_id"]), _side(den, row["comparator_id"]))

@@ -17,7 +17,6 @@ from a study's tables folder and writes ``findings.md`` beside that folder (``re
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np

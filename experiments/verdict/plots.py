@@ -64,7 +64,8 @@ def mohamed_variance(synth: pd.DataFrame, n_samples: int | None = None) -> plt.F
 
 
 def dimension_ratio(synth: pd.DataFrame, threshold: float) -> plt.Figure:
-    """REINFORCE / pathwise variance ratio against dimension, with the closed form (experiments.synthetic.closed_form)."""
+    """REINFORCE / pathwise variance ratio against dimension, with the closed form
+    (experiments.synthetic.closed_form)."""
     data = synth[(synth["problem"] == "dimension") & (synth["parameter"] == "loc")] if "problem" in synth else synth
     if data.empty or not {"pathwise", "reinforce"} <= set(data["estimator_name"]):
         return _empty("Variance ratio vs dimension")
@@ -74,7 +75,8 @@ def dimension_ratio(synth: pd.DataFrame, threshold: float) -> plt.Figure:
     for label, group in data[data["estimator_name"] == "reinforce"].groupby("estimator_id"):
         ratio = (group.set_index(keys)["mean_variance"] / ref).dropna().reset_index()
         summary = ratio.groupby("dim")["mean_variance"].agg(["mean", "min", "max"])
-        ax.errorbar(summary.index, summary["mean"], yerr=[summary["mean"] - summary["min"], summary["max"] - summary["mean"]],
+        ax.errorbar(summary.index, summary["mean"],
+                    yerr=[summary["mean"] - summary["min"], summary["max"] - summary["mean"]],
                     marker="o", capsize=3, label=f"measured: {label}")
     dims = np.unique(np.geomspace(1, max(data["dim"].max(), 2), 200).astype(int))
     ax.plot(dims, [variance_ratio_sum_of_squares(d) for d in dims], "k--", label="closed form, no baseline")

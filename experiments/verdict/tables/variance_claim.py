@@ -77,7 +77,7 @@ def vae_claim(variance: pd.DataFrame, declared: pd.DataFrame, threshold: float, 
     shared = variance[variance["protocol"] == "shared_checkpoints"] if len(variance) else variance
     if len(shared):
         shared = shared.assign(latent_id=shared["latent"].map(latent_ids), samples=shared["measured_n_samples"])
-        shared = shared.assign(stage=[claim_mod.training_stage(s, final_steps[(d, l)]) for s, d, l in
+        shared = shared.assign(stage=[claim_mod.training_stage(s, final_steps[(d, latent)]) for s, d, latent in
                                       zip(shared["step"], shared["dataset"], shared["latent_id"])])
 
     def reason(setting: dict, missing: list) -> str:
@@ -99,7 +99,7 @@ def vae_claim(variance: pd.DataFrame, declared: pd.DataFrame, threshold: float, 
         else out.assign(equal_cost_ratio=math.nan)
     out.insert(0, "source", "vae")
     out.insert(1, "family", "vae " + out["latent_id"].astype(str))
-    out.insert(2, "setting_label", [f"{d}, {l}, {st}, S={int(n)}" for d, l, st, n in
+    out.insert(2, "setting_label", [f"{d}, {latent}, {st}, S={int(n)}" for d, latent, st, n in
                                     zip(out["dataset"], out["latent_id"], out["stage"], out["samples"])])
     return out
 
