@@ -29,6 +29,7 @@ from torch.distributions import Distribution
 
 from . import families, registry, sampling
 from .capabilities import OBJECTIVES, Capabilities
+from .options import Option, Rule, check_declaration, resolve
 
 Objective = Callable[[Tensor], Tensor]
 
@@ -76,14 +77,21 @@ class EstimatorOutput:
 
 
 class Estimator(nn.Module):
-    """Base class: subclasses set ``name`` and ``capabilities`` and implement ``_estimate``.
+    """Base class: subclasses set ``name`` and ``capabilities``, declare their options (``declared_options``,
+    ``option_rules``; see ``options``) and implement ``_estimate``.
 
-    Constructor arguments are the estimator's options: each must be stored as an attribute of the same
-    name (``describe`` and the provenance columns read them back), which ``register`` checks.
+    The constructor takes the declared options as keyword arguments, checks them (``options.resolve``: the one
+    place where option values are checked) and stores each as an attribute of the same name (``describe`` and
+    the provenance columns read them back). A subclass with state of its own (buffers, parameters) extends
+    ``__init__(self, **options)``, calling ``super().__init__(**options)`` first.
     """
 
     name: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities]
+    #: The options: name -> ``Option(default, constraint, doc)``, in the order ``describe`` lists them.
+    declared_options: ClassVar[dict[str, Option]] = {}
+    #: Checks that tie options together (``Rule(text, holds)``).
+    option_rules: ClassVar[tuple[Rule, ...]] = ()
     #: Derived from ``capabilities`` (kept as class attributes for callers that only need these).
     unbiased: ClassVar[bool]
     families_doc: ClassVar[str]
@@ -94,6 +102,17 @@ class Estimator(nn.Module):
         if caps is not None:
             cls.unbiased = caps.unbiased
             cls.families_doc = caps.describe()
+        check_declaration(cls.name or cls.__name__, cls.declared_options, cls.option_rules)
+        # help(cls) and inspect.signature(cls) show the options with their defaults.
+        cls.__signature__ = inspect.Signature([
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option.default)
+            for name, option in cls.declared_options.items()])
+
+    def __init__(self, **options):
+        super().__init__()
+        for name, value in resolve(self.name or type(self).__name__, self.declared_options, self.option_rules,
+                                   options).items():
+            setattr(self, name, value)
 
     @property
     def min_samples(self) -> int:
@@ -102,9 +121,8 @@ class Estimator(nn.Module):
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        params = inspect.signature(cls.__init__).parameters.values()
-        return tuple(p.name for p in params
-                     if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        """The declared options' names, in declaration order."""
+        return tuple(cls.declared_options)
 
     def options(self) -> dict[str, object]:
         """The options this instance was built with (for provenance columns)."""
@@ -222,13 +240,6 @@ class Estimator(nn.Module):
 def stackable_estimators() -> tuple[str, ...]:
     """Names of the estimators whose default configuration can serve stacked runs (``Estimator.stackable``)."""
     return tuple(name for name in registry.available() if registry.estimator_class(name)().stackable)
-
-
-def check_max_coordinates(value) -> int:
-    """The ``max_coordinates`` option of estimators whose cost grows with the event size."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"max_coordinates must be an integer >= 1, got {value!r}")
-    return value
 
 
 def coordinates_over(dist: Distribution, max_coordinates: int, cost: str) -> str | None:

@@ -38,6 +38,7 @@ from torch.distributions import Bernoulli
 
 from .capabilities import Capabilities
 from .learned_loo import DTYPE, LearnedLeaveOneOut
+from .options import Option, real
 from .registry import register
 from .reinforce import leave_one_out_mean
 
@@ -47,10 +48,13 @@ class DoubleCV(LearnedLeaveOneOut):
     name = "double_cv"
     capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli,), min_samples=2,
                                 differentiable_f=True)
+    declared_options = {
+        "alpha": Option(0.0, real, "the Taylor control variate's initial coefficient (0: REINFORCE leave-one-out)"),
+        **LearnedLeaveOneOut.declared_options,
+    }
 
-    def __init__(self, alpha: float = 0.0, lr: float = 1e-3):
-        super().__init__(lr=lr)
-        self.alpha = float(alpha)
+    def __init__(self, **options):
+        super().__init__(**options)
         self.coefficient = nn.Parameter(torch.tensor(self.alpha, dtype=DTYPE))
 
     @property

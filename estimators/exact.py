@@ -23,6 +23,7 @@ from torch.distributions import Bernoulli, Categorical, Distribution, OneHotCate
 from . import families
 from .base import Estimator, EstimatorOutput, evaluate
 from .capabilities import Capabilities
+from .options import Option, positive_integer
 from .registry import register
 
 ENUMERABLE = (Bernoulli, Categorical, OneHotCategorical)
@@ -92,12 +93,7 @@ class Exact(Estimator):
     # Only the families whose support this module enumerates, although torch can enumerate more.
     capabilities = Capabilities(role="exact", unbiased=True, families=ENUMERABLE, requires=("has_enumerate_support",),
                                 evaluations_per_sample=None, limits="a support of at most max_support points")
-
-    def __init__(self, max_support: int = 2**16):
-        super().__init__()
-        if int(max_support) < 1:
-            raise ValueError(f"max_support must be >= 1, got {max_support!r}")
-        self.max_support = int(max_support)
+    declared_options = {"max_support": Option(2**16, positive_integer, "the largest support enumerated (points)")}
 
     def _why_not_instance(self, dist: Distribution) -> str | None:
         size = support_size(dist)

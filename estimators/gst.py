@@ -34,6 +34,7 @@ from torch import Tensor
 
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
+from .options import Option, nonnegative, positive
 from .one_hot_view import class_logits, from_one_hot, to_one_hot
 from .registry import register
 from .sampling import draw
@@ -82,15 +83,10 @@ class GappedStraightThrough(Estimator):
     name = "gst"
     capabilities = Capabilities(role="relaxation", unbiased=False, families=HARD_FAMILIES, evaluations_per_sample=1,
                                 differentiable_f=True, stackable=True)
-
-    def __init__(self, temperature: float = 1.0, gap: float = 1.0):
-        super().__init__()
-        if not float(temperature) > 0.0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        if not float(gap) >= 0.0:
-            raise ValueError(f"gap must be >= 0, got {gap!r}")
-        self.temperature = float(temperature)
-        self.gap = float(gap)
+    declared_options = {
+        "temperature": Option(1.0, positive, "the temperature of the softmax at the moved logits"),
+        "gap": Option(1.0, nonnegative, "how far below the sampled class's logit every other one is moved"),
+    }
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         hard = to_one_hot(draw(dist, n_samples, generator, reparameterized=False), dist)

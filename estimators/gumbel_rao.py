@@ -45,6 +45,7 @@ from torch import Tensor
 
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
+from .options import Option, positive, positive_integer
 from .one_hot_view import check_differentiable, class_logits, from_one_hot, to_one_hot
 from .registry import register
 from .sampling import draw, exponential
@@ -72,15 +73,10 @@ class GumbelRao(Estimator):
     name = "gumbel_rao"
     capabilities = Capabilities(role="relaxation", unbiased=False, families=HARD_FAMILIES, evaluations_per_sample=1,
                                 differentiable_f=True, stackable=True)
-
-    def __init__(self, temperature: float = 1.0, k: int = 10):
-        super().__init__()
-        if not float(temperature) > 0.0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k (conditional Gumbel draws per sample) must be an integer >= 1, got {k!r}")
-        self.temperature = float(temperature)
-        self.k = k
+    declared_options = {
+        "temperature": Option(1.0, positive, "the relaxation's temperature"),
+        "k": Option(10, positive_integer, "conditional Gumbel draws per sample (1: `st_gumbel_softmax`)"),
+    }
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         hard = to_one_hot(draw(dist, n_samples, generator, reparameterized=False), dist)

@@ -36,6 +36,7 @@ from torch.distributions import Bernoulli, Distribution
 from . import families, sampling
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
+from .options import Option, Rule, nonnegative, positive
 from .registry import register
 from .straight_through import HARD_FAMILIES
 
@@ -64,20 +65,20 @@ def harden(y: Tensor, dist: Distribution) -> Tensor:
 class _Relaxation(Estimator):
     capabilities = Capabilities(role="relaxation", unbiased=False, families=HARD_FAMILIES, stackable=True)
     hard_forward = False
+    declared_options = {
+        "temperature": Option(1.0, positive, "the relaxation's temperature (at the schedule's start)"),
+        "anneal_rate": Option(0.0, nonnegative, "r of the schedule max(min_temperature, temperature e^(-r t)), "
+                                                "t the train-mode calls"),
+        "min_temperature": Option(0.0, nonnegative, "the schedule's floor"),
+    }
+    option_rules = (
+        Rule("min_temperature <= temperature", lambda temperature, min_temperature: min_temperature <= temperature),
+        Rule("min_temperature > 0 if anneal_rate > 0",
+             lambda anneal_rate, min_temperature: anneal_rate == 0.0 or min_temperature > 0.0),
+    )
 
-    def __init__(self, temperature: float = 1.0, anneal_rate: float = 0.0, min_temperature: float = 0.0):
-        super().__init__()
-        if not float(temperature) > 0.0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        if float(anneal_rate) < 0.0:
-            raise ValueError(f"anneal_rate must be >= 0, got {anneal_rate!r}")
-        if not 0.0 <= float(min_temperature) <= float(temperature):
-            raise ValueError(f"min_temperature must be in [0, temperature], got {min_temperature!r}")
-        if float(anneal_rate) > 0.0 and float(min_temperature) <= 0.0:
-            raise ValueError("an annealed temperature needs min_temperature > 0")
-        self.temperature = float(temperature)
-        self.anneal_rate = float(anneal_rate)
-        self.min_temperature = float(min_temperature)
+    def __init__(self, **options):
+        super().__init__(**options)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def options(self) -> dict[str, object]:

@@ -31,6 +31,7 @@ from torch.distributions import Bernoulli
 from . import families
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
+from .options import Option, positive
 from .trained_state import OwnOptimizer
 from .sampling import draw
 
@@ -46,22 +47,19 @@ def not_differentiable(name: str) -> ValueError:
     )
 
 
-def check_lr(lr) -> float:
-    if not float(lr) > 0.0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    return float(lr)
-
-
 class LearnedLeaveOneOut(OwnOptimizer, Estimator):
     """Sampling, the gradients of ``f`` at the samples, the surrogate and the training step; subclasses give
     ``_per_sample``, the per-sample terms whose mean over the samples is the estimate of d E[f] / d logits."""
 
     capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli,), min_samples=2,
                                 differentiable_f=True)
+    declared_options = {
+        "lr": Option(1e-3, positive, "learning rate of the Adam optimizer that trains its control variate "
+                                     "(in train mode, to minimize the variance)"),
+    }
 
-    def __init__(self, lr: float = 1e-3):
-        super().__init__()
-        self.lr = check_lr(lr)
+    def __init__(self, **options):
+        super().__init__(**options)
         self._optimizer: torch.optim.Optimizer | None = None
 
     @property

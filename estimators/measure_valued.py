@@ -52,9 +52,9 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from . import families
-from .base import (Estimator, EstimatorOutput, check_max_coordinates, coordinates_over, evaluate, evaluate_rows,
-                   reduce_samples)
+from .base import Estimator, EstimatorOutput, coordinates_over, evaluate, evaluate_rows, reduce_samples
 from .capabilities import Capabilities
+from .options import Option, positive_integer
 from .registry import register
 
 #: Upper bound on the elements of one batch of perturbed points (coordinates are evaluated in blocks).
@@ -67,12 +67,10 @@ class MeasureValued(Estimator):
     capabilities = Capabilities(role="measure_valued", unbiased=True, families=(Normal,), evaluations_per_sample=1,
                                 evaluations_per_coordinate=3, differentiable_f=False,
                                 limits="events of at most max_coordinates coordinates")
-
-    def __init__(self, max_coordinates: int = 100):
-        super().__init__()
-        # 1 + 3D evaluations of f per sample: beyond a hundred coordinates a study would spend its budget
-        # here, so larger events are refused (and listed as excluded) unless asked for.
-        self.max_coordinates = check_max_coordinates(max_coordinates)
+    # 1 + 3D evaluations of f per sample: beyond a hundred coordinates a study would spend its budget here, so
+    # larger events are refused (and listed as excluded) unless asked for.
+    declared_options = {"max_coordinates": Option(100, positive_integer, "the largest event size accepted "
+                                                                          "(1 + 3D evaluations of `f` per sample)")}
 
     def _why_not_instance(self, dist) -> str | None:
         return coordinates_over(dist, self.max_coordinates, "1 + 3D evaluations of f per sample")

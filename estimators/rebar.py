@@ -65,6 +65,7 @@ from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 from . import families, sampling
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
+from .options import Option, positive, real
 from .trained_state import OwnOptimizer
 from .registry import register
 
@@ -127,18 +128,17 @@ class _TrainedControlVariate(OwnOptimizer, Estimator):
     capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
     #: Tests only: a wrong variant without the d z_tilde / d theta path.
     _detach_conditional = False
+    declared_options = {
+        "temperature": Option(0.5, positive, "the control variate's initial relaxation temperature"),
+        "eta": Option(1.0, real, "the control variate's initial scale"),
+        "lr": Option(1e-3, positive, "learning rate of the Adam optimizer that trains its control variate "
+                                     "(in train mode, to minimize the variance)"),
+    }
 
-    def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float = 1e-3):
-        super().__init__()
-        if not float(temperature) > 0.0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        if not float(lr) > 0.0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
-        self.temperature = float(temperature)
-        self.eta = float(eta)
-        self.lr = float(lr)
-        self.cv_scale = nn.Parameter(torch.tensor(float(eta), dtype=torch.float64))
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(float(temperature)), dtype=torch.float64))
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.cv_scale = nn.Parameter(torch.tensor(self.eta, dtype=torch.float64))
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(self.temperature), dtype=torch.float64))
         self._optimizer: torch.optim.Optimizer | None = None
 
     @property

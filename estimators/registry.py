@@ -5,6 +5,8 @@ imports it: the registry holds ``Estimator`` subclasses by duck type.
 """
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 from torch.distributions import Distribution
 
@@ -19,22 +21,34 @@ def register(cls: type) -> type:
         raise ValueError(f"estimator name {cls.name!r} is already registered by {_REGISTRY[cls.name].__name__}")
     if not hasattr(cls, "capabilities"):
         raise ValueError(f"{cls.__name__} needs a class attribute 'capabilities' (estimators.Capabilities)")
+    _check_constructor(cls)
     _check_option_attributes(cls)
     _REGISTRY[cls.name] = cls
     return cls
 
 
+def _check_constructor(cls) -> None:
+    """Options are declared as data (``declared_options``, checked in one place: ``options.resolve``) and taken
+    as ``**options``: a named constructor argument would be an option that nothing checks, lists or documents."""
+    named = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if named:
+        raise ValueError(
+            f"{cls.__name__}: declare its options as data, declared_options = {{{named[0]!r}: Option(default, "
+            f"constraint, doc)}} (estimators.options), and take them as __init__(self, **options); "
+            f"constructor argument(s): {', '.join(named)}"
+        )
+
+
 def _check_option_attributes(cls) -> None:
-    """Constructor arguments must come back as attributes of the same name (``describe``, provenance)."""
-    try:
-        instance = cls()
-    except TypeError:  # options without defaults: checked when the estimator is built
-        return
+    """Options must come back as attributes of the same name (``describe``, provenance): the base class stores
+    them; a subclass must not delete or rename them."""
+    instance = cls()  # every declared option has a default (supporting() builds estimators so too)
     missing = [name for name in cls.option_names() if not hasattr(instance, name)]
     if missing:
         raise ValueError(
-            f"{cls.__name__}: store each constructor argument as an attribute of the same name "
-            f"(self.{missing[0]} = {missing[0]}); missing: {', '.join(missing)}"
+            f"{cls.__name__}: each option must be an attribute of the same name (self.{missing[0]}), as "
+            f"Estimator.__init__ stores it; missing: {', '.join(missing)}"
         )
 
 
@@ -50,16 +64,9 @@ def estimator_class(name: str) -> type:
 
 
 def get(name: str, **options) -> nn.Module:
-    """A new estimator ``name`` built with ``options``; unknown names or options raise ValueError."""
-    cls = estimator_class(name)
-    valid = cls.option_names()
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for estimator {name!r}; "
-            f"valid options: {', '.join(valid) if valid else 'none'}"
-        )
-    return cls(**options)
+    """A new estimator ``name`` built with ``options``; unknown names, unknown options and invalid values raise
+    ValueError (the options are checked against the class's declaration when it is built)."""
+    return estimator_class(name)(**options)
 
 
 def supporting(dist: Distribution) -> tuple[str, ...]:

@@ -57,6 +57,7 @@ from torch.distributions import Bernoulli, Distribution, Normal, OneHotCategoric
 from . import families
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
+from .options import Option, interval, one_of
 from .registry import register
 from .sampling import draw
 
@@ -147,15 +148,15 @@ class Reinforce(Estimator):
     # stackable unless baseline="moving_average" (Estimator.adapts).
     capabilities = Capabilities(role="score_function", unbiased=True, requires=("sample",), excludes=(Uniform,),
                                 exclude_reason="its support depends on its parameters", stackable=True)
+    declared_options = {
+        "baseline": Option("none", one_of(*BASELINES),
+                           "what is subtracted from f(z) (leave-one-out: `n_samples` >= 2); per call, "
+                           "`learned_baseline=` subtracts an input-dependent one too (NVIL)"),
+        "decay": Option(0.99, interval(0, 1, upper_open=True), "the moving average's decay"),
+    }
 
-    def __init__(self, baseline: str = "none", decay: float = 0.99):
-        super().__init__()
-        if baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {baseline!r} for 'reinforce'; valid baselines: {', '.join(BASELINES)}")
-        if not 0.0 <= float(decay) < 1.0:
-            raise ValueError(f"decay must be in [0, 1), got {decay!r}")
-        self.baseline = baseline
-        self.decay = float(decay)
+    def __init__(self, **options):
+        super().__init__(**options)
         self.register_buffer("running_mean", torch.zeros(()))
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
 

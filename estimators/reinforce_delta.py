@@ -59,9 +59,10 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from . import families
-from .base import Estimator, EstimatorOutput, check_max_coordinates, coordinates_over, evaluate, reduce_samples
+from .base import Estimator, EstimatorOutput, coordinates_over, evaluate, reduce_samples
 from .capabilities import Capabilities
 from .measure_valued import evaluate_rows
+from .options import Option, one_of_or_real, positive_integer
 from .registry import register
 from .sampling import draw
 
@@ -112,21 +113,14 @@ class ReinforceDelta(Estimator):
     capabilities = Capabilities(role="control_variate", unbiased=True, families=(Normal,), min_samples=1, evaluations_per_sample=1,
                                 evaluations_per_call=1, differentiable_f=True,
                                 limits="events of at most max_coordinates coordinates")
-
-    def __init__(self, coefficient: str | float = "leave_one_out", max_coordinates: int = 100):
-        super().__init__()
+    declared_options = {
+        "coefficient": Option("leave_one_out", one_of_or_real(*COEFFICIENTS),
+                              "the control variate's weight: estimated from the other samples (`n_samples` >= 2) "
+                              "or fixed (1.0: the plain delta method)"),
         # The Taylor expansion holds a D x D Hessian per batch element: memory and time grow as D^2.
-        self.max_coordinates = check_max_coordinates(max_coordinates)
-        if isinstance(coefficient, str):
-            if coefficient not in COEFFICIENTS:
-                raise ValueError(f"unknown coefficient {coefficient!r} for 'reinforce_delta'; valid: "
-                                 f"{', '.join(COEFFICIENTS)} or a number")
-        elif isinstance(coefficient, bool) or not isinstance(coefficient, (int, float)) \
-                or not math.isfinite(float(coefficient)):
-            raise ValueError(f"coefficient must be 'leave_one_out' or a finite number, got {coefficient!r}")
-        else:
-            coefficient = float(coefficient)
-        self.coefficient = coefficient
+        "max_coordinates": Option(100, positive_integer,
+                                  "the largest event size accepted (a D x D Hessian of `f` per batch element)"),
+    }
 
     @property
     def min_samples(self) -> int:

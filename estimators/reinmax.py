@@ -45,6 +45,7 @@ from torch import Tensor
 
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
+from .options import Option, positive
 from .one_hot_view import check_differentiable, class_logits, from_one_hot, linearized_softmax, to_one_hot
 from .registry import register
 from .sampling import draw
@@ -66,12 +67,7 @@ class ReinMax(Estimator):
     name = "reinmax"
     capabilities = Capabilities(role="relaxation", unbiased=False, families=HARD_FAMILIES, evaluations_per_sample=1,
                                 differentiable_f=True, stackable=True)
-
-    def __init__(self, temperature: float = 1.0):
-        super().__init__()
-        if not float(temperature) > 0.0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        self.temperature = float(temperature)
+    declared_options = {"temperature": Option(1.0, positive, "the temperature of its softmaxes")}
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         hard = to_one_hot(draw(dist, n_samples, generator, reparameterized=False), dist)

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from .capabilities import Capabilities
+from .options import Option, positive_integer
 from .rebar import RELAXABLE, _TrainedControlVariate, relax_fn
 from .registry import register
 
@@ -55,12 +56,13 @@ DEFAULT_INIT_SEED = 0
 class Relax(_TrainedControlVariate):
     name = "relax"
     capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
+    declared_options = {
+        **_TrainedControlVariate.declared_options,
+        "hidden": Option(32, positive_integer, "hidden units of the control variate's network"),
+    }
 
-    def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float = 1e-3, hidden: int = 32):
-        super().__init__(temperature=temperature, eta=eta, lr=lr)
-        if int(hidden) < 1:
-            raise ValueError(f"hidden must be >= 1, got {hidden!r}")
-        self.hidden = int(hidden)
+    def __init__(self, **options):
+        super().__init__(**options)
         self.register_module("net", None)
         self._event_shape: tuple[int, ...] | None = None
 

@@ -54,6 +54,7 @@ from torch.distributions import Bernoulli
 
 from .capabilities import Capabilities
 from .learned_loo import DTYPE, LearnedLeaveOneOut
+from .options import Option, positive_integer
 from .registry import register
 from .reinforce import leave_one_out_mean
 
@@ -72,20 +73,21 @@ class Rodeo(LearnedLeaveOneOut):
     name = "rodeo"
     capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli,), min_samples=2,
                                 differentiable_f=True)
+    declared_options = {
+        **LearnedLeaveOneOut.declared_options,
+        "hidden": Option(100, positive_integer, "hidden units of the Stein control variates' network"),
+    }
 
-    def __init__(self, lr: float = 1e-3, hidden: int = 100):
-        super().__init__(lr=lr)
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}")
-        self.hidden = hidden
+    def __init__(self, **options):
+        super().__init__(**options)
         self.alpha = nn.Parameter(torch.zeros((), dtype=DTYPE))
         self.beta = nn.Parameter(torch.zeros((), dtype=DTYPE))
         # nn.Linear initializes from torch's global generator: inside fork_rng, which leaves its state as it was
         # (nn.utils.skip_init does too, but through the meta device, which costs every process that imports
         # the estimators 0.3 s of sympy imports); the first call fills the values from its own generator.
         with torch.random.fork_rng(devices=[]):
-            self.net = nn.Sequential(nn.Linear(2, hidden, dtype=DTYPE), nn.LeakyReLU(0.3),
-                                     nn.Linear(hidden, 2, dtype=DTYPE))
+            self.net = nn.Sequential(nn.Linear(2, self.hidden, dtype=DTYPE), nn.LeakyReLU(0.3),
+                                     nn.Linear(self.hidden, 2, dtype=DTYPE))
         with torch.no_grad():
             for param in self.net.parameters():
                 param.zero_()

@@ -32,14 +32,21 @@ def test_unknown_option_lists_valid_options():
 
 
 def test_unknown_baseline_lists_valid_baselines():
-    with pytest.raises(ValueError, match="valid baselines: none, moving_average, leave_one_out, weighted_leave_one_out"):
+    with pytest.raises(ValueError, match="unknown baseline 'mean' for estimator 'reinforce'; baseline must be one of "
+                                         "none, moving_average, leave_one_out, weighted_leave_one_out$"):
         estimators.get("reinforce", baseline="mean")
 
 
-@pytest.mark.parametrize("opts", [{"temperature": 0.0}, {"temperature": -1.0}, {"anneal_rate": -0.1},
-                                  {"anneal_rate": 1e-3, "min_temperature": 0.0}])
-def test_bad_temperature_options(opts):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("opts, message", [
+    ({"temperature": 0.0}, r"temperature must be > 0, got 0.0 \(estimator 'gumbel_softmax': "),
+    ({"temperature": -1.0}, "temperature must be > 0, got -1.0"),
+    ({"anneal_rate": -0.1}, "anneal_rate must be >= 0, got -0.1"),
+    ({"temperature": 0.5, "min_temperature": 0.6},
+     "estimator 'gumbel_softmax' needs min_temperature <= temperature, got temperature=0.5, min_temperature=0.6$"),
+    ({"anneal_rate": 1e-3, "min_temperature": 0.0},
+     "needs min_temperature > 0 if anneal_rate > 0, got anneal_rate=0.001, min_temperature=0.0$")])
+def test_bad_temperature_options(opts, message):
+    with pytest.raises(ValueError, match=message):
         estimators.get("gumbel_softmax", **opts)
 
 

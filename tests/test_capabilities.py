@@ -11,6 +11,7 @@ from torch.distributions import (Bernoulli, Categorical, Gamma, Independent, Log
 
 import estimators
 from estimators.capabilities import Capabilities
+from estimators.options import Option, positive
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTRIBUTIONS = [
@@ -57,17 +58,35 @@ def test_the_reasons_name_what_is_missing():
         estimators.get("exact")(lambda z: z.sum(-1), big)
 
 
-def test_registration_checks_the_option_attribute_convention():
-    class Forgetful(estimators.Estimator):
-        name = "forgetful_test_only"
+def test_registration_refuses_options_that_are_not_declared():
+    """A named constructor argument would be an option nothing checks, lists or documents."""
+    class Undeclared(estimators.Estimator):
+        name = "undeclared_test_only"
         capabilities = Capabilities(unbiased=True)
 
         def __init__(self, scale: float = 1.0):
             super().__init__()
-            self._scale = scale
+            self.scale = scale
 
-    with pytest.raises(ValueError, match=r"store each constructor argument as an attribute of the same name "
-                                         r"\(self.scale = scale\)"):
+    with pytest.raises(ValueError, match=r"Undeclared: declare its options as data, declared_options = "
+                                         r"\{'scale': Option\(default, constraint, doc\)\}.*: scale$"):
+        estimators.register(Undeclared)
+    assert "undeclared_test_only" not in estimators.available()
+
+
+def test_registration_checks_the_option_attribute_convention():
+    class Forgetful(estimators.Estimator):
+        name = "forgetful_test_only"
+        capabilities = Capabilities(unbiased=True)
+        declared_options = {"scale": Option(1.0, positive, "a scale")}
+
+        def __init__(self, **options):
+            super().__init__(**options)
+            self._scale = self.scale
+            del self.scale
+
+    with pytest.raises(ValueError, match=r"Forgetful: each option must be an attribute of the same name "
+                                         r"\(self.scale\), as Estimator.__init__ stores it; missing: scale"):
         estimators.register(Forgetful)
     assert "forgetful_test_only" not in estimators.available()
 
