@@ -4,7 +4,8 @@
 lists, dicts, unions and ``Literal``. The dataclass defaults are the only defaults. An unknown key at any
 depth is refused with its full path, the valid keys and, for a likely misspelling, a suggestion::
 
-    ConfigError: vae.settings.train.stesp: unknown key (did you mean 'steps'?); valid keys: batch_size, lr, optimizer, steps
+    ConfigError: vae.settings.train.stesp: unknown key (did you mean 'steps'?); valid keys: batch_size, lr,
+    optimizer, steps
 
 A dataclass may define ``validate(self)`` (raising ``ValueError``) for checks across fields; its message
 is prefixed with the path too.
