@@ -117,32 +117,41 @@ def _family_words(family: str) -> str:
     return f"the {family[4:]} VAE" if family.startswith("vae ") else family
 
 
-def vae_plain(claim: pd.DataFrame, threshold: float) -> str | None:
-    """Plain REINFORCE over pathwise on each continuous VAE latent, at its first and last stage."""
-    rows = _select(claim, PATHWISE, "vae", plain=True)
+def _per_vae_family(claim: pd.DataFrame, plain: bool, say) -> list[str] | None:
+    """``say(family, rows)`` for each VAE family's comparisons over pathwise (plain REINFORCE's, or every other
+    score-function estimator's), in the table's order; ``None`` where there are none."""
+    rows = _select(claim, PATHWISE, "vae", plain=plain)
     if rows.empty:
         return None
-    parts = []
-    for family, part in rows.groupby("family", sort=False):
+    return [say(family, part) for family, part in rows.groupby("family", sort=False)]
+
+
+def vae_plain(claim: pd.DataFrame, threshold: float) -> str | None:
+    """Plain REINFORCE over pathwise on each continuous VAE latent, at its first and last stage."""
+    def say(family, part):
         first, last = part.iloc[0], part.iloc[-1]
-        parts.append(f"on {_family_words(family)} it is {_ratio(first)} at {first['place']} and {_ratio(last)} at "
-                     f"{last['place']} (at least {threshold:g} at {_held(part)} stages{_undecided(part)})")
+        return (f"on {_family_words(family)} it is {_ratio(first)} at {first['place']} and {_ratio(last)} at "
+                f"{last['place']} (at least {threshold:g} at {_held(part)} stages{_undecided(part)})")
+
+    parts = _per_vae_family(claim, True, say)
+    if parts is None:
+        return None
     return "Plain REINFORCE's gradient variance over pathwise's, at the same network: " + "; ".join(parts) + "."
 
 
 def vae_baselines(claim: pd.DataFrame, threshold: float) -> str | None:
     """Every other score-function estimator over pathwise on the VAE: its range over stages."""
-    rows = _select(claim, PATHWISE, "vae", plain=False)
-    if rows.empty:
-        return None
-    parts = []
-    for family, by_family in rows.groupby("family", sort=False):
+    def say(family, by_family):
         said = []
         for est, part in by_family.groupby("estimator_id", sort=False):
             low, high = part.loc[part["variance_ratio"].idxmin()], part.loc[part["variance_ratio"].idxmax()]
             said.append(f"{est} (S={int(agg.claim_samples(part).iloc[0])}) from {_ratio(low)} at {low['place']} to "
                         f"{_ratio(high)} at {high['place']} ({_held(part)} at least {threshold:g}{_undecided(part)})")
-        parts.append(f"on {_family_words(family)}, " + ", ".join(said[:3]))
+        return f"on {_family_words(family)}, " + ", ".join(said[:3])
+
+    parts = _per_vae_family(claim, False, say)
+    if parts is None:
+        return None
     return "With a baseline, over pathwise: " + "; ".join(parts[:2]) + "."
 
 
