@@ -17,6 +17,15 @@ _spec.loader.exec_module(_workflow_copy)
 copy_workflow = _workflow_copy.copy_workflow
 
 
+#: The smallest synthetic part of a study (one problem, pathwise and reinforce), for the tests of a study's VAE
+#: part.
+SMALL_SYNTHETIC = {
+    "settings": {"n_samples": [2], "problems": {"dimension": {"dims": [2]}},
+                 "measurement": {"min_estimates": 200, "max_estimates": 400, "timing_calls": 2, "warmup_calls": 2}},
+    "estimators": {"pathwise": {"name": "pathwise"}, "reinforce": {"name": "reinforce"}},
+}
+
+
 def tables(study: str) -> str:
     """The target that makes every table of ``study`` (the aggregation writes them together) and no figure:
     the tests that read tables only ask for it; ``tests/test_pipeline.py`` checks the figures and the report."""

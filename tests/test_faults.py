@@ -38,7 +38,7 @@ from experiments.vae import train as vae_train
 from experiments.vae.run_config import resolve
 from experiments.vae.run_folder import KEEP_RESUME
 from experiments.vae.shared_checkpoints import measure
-from studies import copy_workflow, tables as tables_target
+from studies import SMALL_SYNTHETIC, copy_workflow, tables as tables_target
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -438,10 +438,7 @@ def test_missing_data_file_fails_a_run_with_one_line(tmp_path):
 
 FAULTS_STUDY = {
     "study": "faults", "seeds": [0], "devices": ["cpu"],
-    "synthetic": {"settings": {"n_samples": [2], "measurement": {"min_estimates": 200, "max_estimates": 400,
-                                                                 "timing_calls": 2, "warmup_calls": 2},
-                               "problems": {"dimension": {"dims": [2]}}},
-                  "estimators": {"pathwise": {"name": "pathwise"}, "reinforce": {"name": "reinforce"}}},
+    "synthetic": SMALL_SYNTHETIC,
     "vae": {"datasets": ["mnist"], "n_samples": [2],
             "settings": {"model": {"hidden": [16]}, "train": {"steps": 4, "batch_size": 20},
                          "eval": {"every": 4, "iwae_k": 2, "train_subset": 100},

@@ -16,7 +16,7 @@ from experiments.verdict.tables.elbo_table import elbo_table
 from experiments.verdict.tables.lr_selection import (LR_SELECTION_COLUMNS, mark_selected, only_selected,
                                                      select_learning_rates)
 
-from studies import run_study
+from studies import SMALL_SYNTHETIC, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("GRADVAR_DATA") or ROOT.parent / "shared" / "data")
@@ -25,10 +25,7 @@ needs_data = pytest.mark.skipif(not (SHARED_DATA / "binarized_mnist").is_dir(),
 
 STUDY = {
     "study": "lrgrid", "seeds": [0], "devices": ["cpu"],
-    "synthetic": {"settings": {"n_samples": [2], "measurement": {"min_estimates": 200, "max_estimates": 400,
-                                                                 "timing_calls": 2, "warmup_calls": 2},
-                               "problems": {"dimension": {"dims": [2]}}},
-                  "estimators": {"pathwise": {"name": "pathwise"}, "reinforce": {"name": "reinforce"}}},
+    "synthetic": SMALL_SYNTHETIC,
     "vae": {"datasets": ["binarized_mnist"], "data_dir": str(SHARED_DATA), "n_samples": [2],
             "settings": {"model": {"hidden": [16]}, "train": {"steps": 30, "batch_size": 50},
                          "eval": {"every": 30, "iwae_k": 2, "train_subset": 100},
