@@ -44,10 +44,12 @@ from .registry import register
 class AntitheticBernoulli(Estimator):
     """The pair sampling and surrogate shared by ARM and DisARM; subclasses give the per-pair estimate."""
 
-    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli,), evaluations_per_sample=2, stackable=True)
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli,), evaluations_per_sample=2,
+                                stackable=True)
 
     def _uniforms(self, shape: tuple[int, ...], like: Tensor, generator) -> tuple[Tensor, Tensor]:
-        """``(u, u_tilde)``: ``b = 1[u < p]``, ``b_tilde = 1[u_tilde < p]``; the pair shares ``u`` (``u_tilde = 1 - u``)."""
+        """``(u, u_tilde)``: ``b = 1[u < p]``, ``b_tilde = 1[u_tilde < p]``; the pair shares ``u``
+        (``u_tilde = 1 - u``)."""
         u = sampling.uniform(shape, like, generator, sample_ndim=1)  # [n, *batch, *event]
         return u, 1.0 - u
 
@@ -78,7 +80,8 @@ class AntitheticBernoulli(Estimator):
 @register
 class ARM(AntitheticBernoulli):
     name = "arm"
-    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli,), evaluations_per_sample=2, stackable=True)
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli,), evaluations_per_sample=2,
+                                stackable=True)
 
     def _pair_estimate(self, fb, fbt, u, b, bt, logits):
         return (fbt - fb) * (u - 0.5)

@@ -32,7 +32,8 @@ from .registry import register
 @register
 class DisARM(AntitheticBernoulli):
     name = "disarm"
-    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli,), evaluations_per_sample=2, stackable=True)
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli,), evaluations_per_sample=2,
+                                stackable=True)
 
     def _pair_estimate(self, fb, fbt, u, b, bt, logits):
         sign = 1.0 - 2.0 * bt  # (-1)^{b_tilde}

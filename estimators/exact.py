@@ -97,7 +97,9 @@ class Exact(Estimator):
 
     def _why_not_instance(self, dist: Distribution) -> str | None:
         size = support_size(dist)
-        return None if size <= self.max_support else f"its support has {size} points, above max_support={self.max_support}"
+        if size <= self.max_support:
+            return None
+        return f"its support has {size} points, above max_support={self.max_support}"
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         z, log_q = enumerate_support(dist)

@@ -25,9 +25,8 @@ from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
 
-from .base import Estimator, Objective
+from .base import Estimator
 
 #: ``build(*params) -> (f, dist)`` or ``(f, dist, exact_term)``: how a measurement rebuilds its objective
 #: from (replicated) parameters; ``exact_term`` is a scalar whose exact gradient is added to every estimate.

@@ -44,8 +44,8 @@ from .sampling import draw
 @register
 class MuProp(Estimator):
     name = "muprop"
-    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli, OneHotCategorical), evaluations_per_sample=1,
-                                evaluations_per_call=1, differentiable_f=True, stackable=True)
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Bernoulli, OneHotCategorical),
+                                evaluations_per_sample=1, evaluations_per_call=1, differentiable_f=True, stackable=True)
 
     def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
         z = draw(dist, n_samples, generator, reparameterized=False)

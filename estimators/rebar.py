@@ -125,7 +125,8 @@ def not_differentiable(name: str) -> ValueError:
 class _TrainedControlVariate(OwnOptimizer, Estimator):
     """REBAR's machinery; RELAX adds a learned network to the control variate (``_extra_cv``)."""
 
-    capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3,
+                                differentiable_f=True)
     #: Tests only: a wrong variant without the d z_tilde / d theta path.
     _detach_conditional = False
     declared_options = {
@@ -220,4 +221,5 @@ class _TrainedControlVariate(OwnOptimizer, Estimator):
 @register
 class Rebar(_TrainedControlVariate):
     name = "rebar"
-    capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3,
+                                differentiable_f=True)

@@ -110,8 +110,8 @@ def taylor_at_mean(f, mu: Tensor, batch, event) -> tuple[Tensor, Tensor, Tensor]
 class ReinforceDelta(Estimator):
     name = "reinforce_delta"
     # Per call, f at the mean (with its gradient and D Hessian-vector products there): evaluations_per_call.
-    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Normal,), min_samples=1, evaluations_per_sample=1,
-                                evaluations_per_call=1, differentiable_f=True,
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=(Normal,), min_samples=1,
+                                evaluations_per_sample=1, evaluations_per_call=1, differentiable_f=True,
                                 limits="events of at most max_coordinates coordinates")
     declared_options = {
         "coefficient": Option("leave_one_out", one_of_or_real(*COEFFICIENTS),

@@ -55,7 +55,8 @@ DEFAULT_INIT_SEED = 0
 @register
 class Relax(_TrainedControlVariate):
     name = "relax"
-    capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3, differentiable_f=True)
+    capabilities = Capabilities(role="control_variate", unbiased=True, families=RELAXABLE, evaluations_per_sample=3,
+                                differentiable_f=True)
     declared_options = {
         **_TrainedControlVariate.declared_options,
         "hidden": Option(32, positive_integer, "hidden units of the control variate's network"),

@@ -98,7 +98,8 @@ def check_generator(generator: "torch.Generator | GeneratorStack | None", device
             check_generator(g, device)
         return
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, a GeneratorStack or None, got {type(generator).__name__}")
+        raise TypeError(f"generator must be a torch.Generator, a GeneratorStack or None, "
+                        f"got {type(generator).__name__}")
     if generator.device.type != device.type:
         raise ValueError(
             f"generator is on {generator.device} but the distribution's parameters are on {device}; "
@@ -289,7 +290,8 @@ def _fallback(dist: Distribution, shape: torch.Size, generator) -> Tensor:
         return draw(shape)
     device = generator.device
     seed = int(torch.randint(0, 2**62, (), generator=generator, device=device))
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    on_cuda = device.type == "cuda"
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if on_cuda else []
     with torch.random.fork_rng(devices=devices):
         if device.type == "cuda":
             torch.cuda.manual_seed(seed)

@@ -20,12 +20,14 @@ def test_available_is_sorted_tuple_of_registered_names():
 
 
 def test_unknown_estimator_lists_valid_names():
-    with pytest.raises(ValueError, match=r"unknown estimator 'reparam'.*available: .*exact, .*gumbel_softmax, .*pathwise"):
+    with pytest.raises(ValueError,
+                       match=r"unknown estimator 'reparam'.*available: .*exact, .*gumbel_softmax, .*pathwise"):
         estimators.get("reparam")
 
 
 def test_unknown_option_lists_valid_options():
-    with pytest.raises(ValueError, match=r"unknown option\(s\) 'tau' for estimator 'gumbel_softmax'; valid options: temperature, anneal_rate, min_temperature"):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) 'tau' for estimator 'gumbel_softmax'; valid options: "
+                                         r"temperature, anneal_rate, min_temperature"):
         estimators.get("gumbel_softmax", tau=0.5)
     with pytest.raises(ValueError, match="valid options: none"):
         estimators.get("pathwise", temperature=1.0)
@@ -58,9 +60,11 @@ def test_bad_decay():
 def test_unsupported_distribution_names_the_estimators_that_do():
     dist = Independent(Bernoulli(probs=torch.full((3,), 0.5)), 1)
     with pytest.raises(ValueError, match=r"'pathwise' does not support Independent\(Bernoulli\).*estimators that do: "
-                                         r".*exact, .*gumbel_softmax, .*reinforce, .*st_gumbel_softmax, .*straight_through"):
+                                         r".*exact, .*gumbel_softmax, .*reinforce, .*st_gumbel_softmax, "
+                                         r".*straight_through"):
         estimators.get("pathwise")(lambda z: z.sum(-1), dist)
-    with pytest.raises(ValueError, match=r"'straight_through' does not support Independent\(Normal\).*pathwise, reinforce"):
+    with pytest.raises(ValueError,
+                       match=r"'straight_through' does not support Independent\(Normal\).*pathwise, reinforce"):
         estimators.get("straight_through")(lambda z: z.sum(-1), _normal())
 
 
@@ -105,7 +109,8 @@ def test_generator_on_another_device():  # pragma: no cover - CPU CI
 
 
 def test_learned_baseline_shape_is_checked():
-    with pytest.raises(ValueError, match=r"learned_baseline of shape \(5,\) does not broadcast to \[n_samples, \*batch_shape\] = \(4, 2\)"):
+    with pytest.raises(ValueError, match=r"learned_baseline of shape \(5,\) does not broadcast to "
+                                         r"\[n_samples, \*batch_shape\] = \(4, 2\)"):
         dist = Normal(torch.zeros(2, requires_grad=True), torch.ones(2))
         estimators.get("reinforce")(lambda z: z, dist, 4, learned_baseline=torch.zeros(5))
 
@@ -127,8 +132,10 @@ def test_output_contract():
 
 def test_measure_variance_rejects_non_vectorizable_problem(gen):
     def problem(loc):  # ignores the replica dimension
-        return (lambda z: z.sum(-1)), Independent(Normal(loc.reshape(-1)[:3].detach() * 0 + loc.mean(), torch.ones(3)), 1)
+        loc_ignoring_replicas = loc.reshape(-1)[:3].detach() * 0 + loc.mean()
+        return (lambda z: z.sum(-1)), Independent(Normal(loc_ignoring_replicas, torch.ones(3)), 1)
 
     loc = torch.zeros(3, requires_grad=True)
     with pytest.raises(ValueError, match="vectorize=True needs a problem whose distribution's batch starts"):
-        estimators.measure_variance(estimators.get("pathwise"), problem, [loc], n_estimates=10, vectorize=True, generator=gen)
+        estimators.measure_variance(estimators.get("pathwise"), problem, [loc], n_estimates=10, vectorize=True,
+                                    generator=gen)

@@ -33,7 +33,8 @@ def test_planning_on_the_family_agrees_with_the_instance(name, dist):
     assert (est.why_not(type(base)) is None) == (est.why_not(dist) is None) == est.supports(dist)
 
 
-@pytest.mark.parametrize("dist", DISTRIBUTIONS + [LogNormal(torch.zeros(2), torch.ones(2))], ids=lambda d: type(d).__name__)
+@pytest.mark.parametrize("dist", DISTRIBUTIONS + [LogNormal(torch.zeros(2), torch.ones(2))],
+                         ids=lambda d: type(d).__name__)
 def test_pathwise_says_what_torch_says(dist):
     assert estimators.get("pathwise").supports(dist) == bool(dist.has_rsample)
 
@@ -50,7 +51,8 @@ def test_the_reasons_name_what_is_missing():
     assert estimators.get("straight_through").why_not(Normal) == \
         "Normal is not one of its families (Bernoulli, OneHotCategorical)"
     assert estimators.get("reinforce").why_not(Uniform) == "Uniform is excluded: its support depends on its parameters"
-    assert estimators.get("reinforce", baseline="leave_one_out").why_not(Normal, 1) == "n_samples=1 is below its minimum 2"
+    assert (estimators.get("reinforce", baseline="leave_one_out").why_not(Normal, 1)
+            == "n_samples=1 is below its minimum 2")
     big = Independent(Bernoulli(logits=torch.zeros(30)), 1)
     assert estimators.get("exact").why_not(Bernoulli) is None  # the instance-level limit needs the instance
     assert "above max_support=65536" in estimators.get("exact").why_not(big)
