@@ -60,7 +60,8 @@ class EstimatorSpec:
             if key in STUDY_KEYS and key not in allowed_study_keys:
                 raise ConfigError(f"{where}.{key}: not valid here ({why[key]})")
             if key not in STUDY_KEYS and key not in valid:
-                raise ConfigError(f"{where}.{key}: unknown option for estimator {name!r}{suggestion(key, list(valid) + allowed_study_keys)}; "
+                hint = suggestion(key, list(valid) + allowed_study_keys)
+                raise ConfigError(f"{where}.{key}: unknown option for estimator {name!r}{hint}; "
                                   f"valid options: {', '.join(valid) if valid else 'none'}")
         nvil = entry.get("nvil", False)
         if not isinstance(nvil, bool):
