@@ -30,12 +30,14 @@ import functools
 import math
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 from torch.distributions import Poisson
 
 import estimators
+from estimators import registry
 from estimators.base import EstimatorOutput, LogQSplit
 from estimators.capabilities import OBJECTIVES, Capabilities
 from estimators.sampling import draw
@@ -348,3 +350,32 @@ def test_shape_contract(name, problem_name):
     grads = torch.autograd.grad(out.surrogate, leaves, allow_unused=True)
     for leaf, grad in zip(leaves, grads):
         assert grad is not None and grad.shape == leaf.shape and bool(torch.isfinite(grad).all())
+
+
+# --- the README's example -------------------------------------------------------------------------------
+
+
+def _readme_example() -> type:
+    """The class of the README's example estimator (``fixed_baseline``), defined from the README's text and taken
+    out of the registry again, so that no other test sees it."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    after = text[text.index("<!-- example-estimator: fixed_baseline.py -->"):]
+    start = after.index("```python\n") + len("```python\n")
+    code = after[start:after.index("\n```", start)]
+    namespace: dict = {}
+    try:
+        exec(compile(code, "README.md:fixed_baseline.py", "exec"), namespace)
+    finally:
+        registry._REGISTRY.pop("fixed_baseline", None)
+    return namespace["FixedBaseline"]
+
+
+def test_the_readme_example_estimator_is_unbiased_where_it_says_it_applies():
+    """A newcomer copies it: every problem it declares it applies to (not U(a, b): its support moves) is
+    checked as a registered unbiased estimator is."""
+    cls = _readme_example()
+    cases = unbiased_cases([cls])
+    assert cases and "uniform" not in " ".join(case.problem for case in cases).lower()
+    for case in cases:
+        est = cls(**dict(case.config))
+        assert_unbiased(*measure_against_exact(est, case.objective, case.problem, _seed(case.id)))
