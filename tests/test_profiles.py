@@ -66,9 +66,11 @@ def test_every_cluster_job_has_its_rules_runtime_memory_and_one_cpu(default_stud
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
     assert rules - LOCAL <= set(by_rule), f"rules without a job in the default study: {rules - LOCAL - set(by_rule)}"
-    declared = {job_resources.TRAINING_MEM_MB + job_resources.TRAINING_MEM_MB_PER_RUN * n for n in range(1, 65)}
-    declared |= {job_resources.SHARED_CHECKPOINTS_MEM_MB, job_resources.SYNTHETIC_MEM_MB,
-                 job_resources.AGGREGATE_MEM_MB, job_resources.REPORT_MEM_MB}
+    declared = {job_resources.AGGREGATE_MEM_MB, job_resources.REPORT_MEM_MB}
+    for device in ("cpu", "cuda"):
+        declared |= {job_resources.training_mem_mb(device, n) for n in range(1, 65)}
+        declared |= {job_resources.shared_checkpoints_mem_mb(device), job_resources.synthetic_mem_mb(device)}
+    declared -= {1000}  # Snakemake's own default
     for job in (j for j in jobs if j["rule"] not in LOCAL):
         resources = job["resources"]
         # Snakemake has no default runtime and the profile sets none: a runtime here is the rule's.
@@ -90,7 +92,7 @@ def test_a_training_jobs_time_is_its_runs_steps_and_seeds(default_study):
             runs = [plan.job_config(r.path) for r in plan.stacked_job(VAE_CELL.format(**job["wildcards"])).runs]
             assert len(runs) > 1
         assert int(job["resources"]["runtime"]) == job_resources.training_minutes(runs)
-        assert int(job["resources"]["mem_mb"]) == job_resources.training_mem_mb(len(runs))
+        assert int(job["resources"]["mem_mb"]) == job_resources.training_mem_mb(job["wildcards"]["device"], len(runs))
 
 
 @pytest.fixture(scope="module")

@@ -58,19 +58,23 @@ ESTIMATE_SAMPLE_SECONDS = {"cuda": 0.0033, "cpu": 0.033}
 #: ``results/gpu_check/summary.md``): 6.7x the CPU's.
 CELL_SECONDS = {"cuda": 17.0, "cpu": 2.5}
 
-#: Memory (MB). Training: 12 GB and 4 GB per run, what the SLURM profile asked before (16 GB for a run, 24 GB
-#: for a stack of 3); the measured peaks at the paper sizes are far below (the k = 1000 IWAE evaluation, chunked,
-#: 245 MB above the start on CPU; the data set 160 MB), which leaves room for the CUDA context. Synthetic: one
-#: seed of the paper config peaked at 0.6-2.4 GB resident (the five estimators above).
-TRAINING_MEM_MB = 12000
-TRAINING_MEM_MB_PER_RUN = 4000
-SHARED_CHECKPOINTS_MEM_MB = 16000
-SYNTHETIC_MEM_MB = 8000
-#: The rules that read the study's tables (aggregate; figures and tables_html, the report's): what the SLURM
-#: profile asked before, far above what they take (the whole default study, these three included, runs in about
-#: ten minutes on 2 cores).
+#: Memory (MB): what the process holds before any work (interpreter, torch; on cuda also the CUDA libraries and
+#: context in host memory, not measured here), then per job. Measured peak resident sets on one CPU thread
+#: (``/usr/bin/time``): a paper-sized training run (jang2017's network on binarized MNIST, the paper's variance
+#: settings) 2.7 GB, the chunked k = 1000 evaluation 245 MB more (``bench_evaluation``), a digits run 0.5 GB; a
+#: shared-checkpoints job of 13 estimators on that network at mnist.yaml's settings 2.0 GB; one seed of the paper
+#: config's synthetic study 0.6-2.4 GB (exact, pathwise, relax, gumbel_rao, reinforce_delta_1).
+PROCESS_MEM_MB = {"cpu": 1000, "cuda": 4000}
+TRAINING_MEM_MB_PER_RUN = 3000
+#: A shared-checkpoints job's measurement passes are budgeted (``encoder_gradient.MEASUREMENT_MEMORY_BYTES``:
+#: 64 MB on CPU, or one estimate, 170-200 MB with the reference's samples at the paper's sizes).
+SHARED_CHECKPOINTS_MEM_MB = 4000
+SYNTHETIC_MEM_MB = 3000
+#: The rules that read the study's tables (aggregate; figures and tables_html, the report's): pandas and
+#: matplotlib over CSV tables of at most tens of MB; far more time than they take (the whole default study, these
+#: three included, runs in about ten minutes on 2 cores).
 AGGREGATE_MINUTES = 30
-AGGREGATE_MEM_MB = 8000
+AGGREGATE_MEM_MB = 4000
 REPORT_MINUTES = 30
 REPORT_MEM_MB = 4000
 
@@ -129,9 +133,17 @@ def training_minutes(runs: list[dict], attempt: int = 1) -> int:
     return minutes(sum(run_seconds(run) for run in runs), attempt)
 
 
-def training_mem_mb(runs: int) -> int:
-    """Memory of a training job of ``runs`` runs (one, or a stacked job's seeds)."""
-    return TRAINING_MEM_MB + TRAINING_MEM_MB_PER_RUN * runs
+def training_mem_mb(device: str, runs: int) -> int:
+    """Memory of a training job on ``device`` of ``runs`` runs (one, or a stacked job's seeds)."""
+    return PROCESS_MEM_MB[device_kind(device)] + TRAINING_MEM_MB_PER_RUN * runs
+
+
+def shared_checkpoints_mem_mb(device: str) -> int:
+    return PROCESS_MEM_MB[device_kind(device)] + SHARED_CHECKPOINTS_MEM_MB
+
+
+def synthetic_mem_mb(device: str) -> int:
+    return PROCESS_MEM_MB[device_kind(device)] + SYNTHETIC_MEM_MB
 
 
 def shared_checkpoints_seconds(job: dict, host: dict) -> float:

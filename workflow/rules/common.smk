@@ -134,7 +134,15 @@ def training_minutes(wildcards, attempt):
 
 
 def training_mem_mb(wildcards):
-    return job_resources.training_mem_mb(len(_training_runs(wildcards)))
+    return job_resources.training_mem_mb(wildcards.device, len(_training_runs(wildcards)))
+
+
+def shared_checkpoints_mem_mb(wildcards):
+    return job_resources.shared_checkpoints_mem_mb(wildcards.device)
+
+
+def synthetic_mem_mb(wildcards):
+    return job_resources.synthetic_mem_mb(wildcards.device)
 
 
 def shared_checkpoints_minutes(wildcards, attempt):

@@ -14,7 +14,7 @@ rule synthetic:
                                                         for c, t in zip(input.configs, output.tables)),
     resources:
         runtime=synthetic_minutes,  # every seed, one after another
-        mem_mb=job_resources.SYNTHETIC_MEM_MB,
+        mem_mb=synthetic_mem_mb,
         gpu=gpus,
     conda:
         "../envs/gradvar.yaml"

@@ -68,7 +68,7 @@ rule vae_shared_checkpoints:
         f"{LOGS}/vae_shared_checkpoints/{{dataset}}/{{latent}}/{{device}}/seed{{seed}}.log",
     resources:
         runtime=shared_checkpoints_minutes,
-        mem_mb=job_resources.SHARED_CHECKPOINTS_MEM_MB,
+        mem_mb=shared_checkpoints_mem_mb,
         gpu=gpus,
     conda:
         "../envs/gradvar.yaml"
