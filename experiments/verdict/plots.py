@@ -434,6 +434,75 @@ def estimator_ranking_figure(ranking: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+#: Markers that, with the colour cycle's 10 colours, tell up to 80 series apart (colour first, then marker).
+SERIES_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def variance_panels(variance: pd.DataFrame) -> pd.DataFrame:
+    """The shared-checkpoints rows of ``variance`` with ``samples`` (samples per estimate of the measured
+    estimator) and ``panel``: the host network (data set and latent, and device where the study has several)
+    and the number of samples, in the order latents, then S ascending."""
+    if variance.empty or "protocol" not in variance:
+        return pd.DataFrame()
+    data = only_selected(variance[variance["protocol"] == "shared_checkpoints"])
+    if data.empty:
+        return pd.DataFrame()
+    host = data["dataset"].astype(str) + ", " + data["latent"].astype(str)
+    if data["device"].nunique() > 1:
+        host = host + ", " + data["device"].astype(str)
+    samples = (data["measured_n_samples"] if "measured_n_samples" in data else data["n_samples"]).astype(int)
+    data = data.assign(host=host, samples=samples, panel=host + ", S=" + samples.astype(str))
+    hosts = list(dict.fromkeys(host))
+    return data.sort_values(["samples", "host"], key=lambda c: c.map(hosts.index) if c.name == "host" else c,
+                            kind="stable")
+
+
+def variance_along_training(variance: pd.DataFrame) -> plt.Figure:
+    """Every estimator's encoder-gradient total variance against training step at the shared checkpoints (the
+    same host network for every estimator): small multiples, a column per latent and a row per number of
+    samples S. A line is the mean over seeds of log10 variance (the geometric mean), its band the seeds'
+    range; colour and marker tell the estimator, the same in every panel. Values zero but for rounding are
+    named in the panel's title, not drawn (they would stretch the log axis over 30 decades)."""
+    data = variance_panels(variance)
+    if data.empty:
+        return _empty("Encoder-gradient variance along training, shared checkpoints")
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    estimators = list(dict.fromkeys(data.sort_index()["estimator_id"]))   # the table's order
+    looks = {e: (palette[i % len(palette)], SERIES_MARKERS[(i // len(palette)) % len(SERIES_MARKERS)])
+             for i, e in enumerate(estimators)}
+    panels = list(dict.fromkeys(data["panel"]))
+    legend_rows = -(-len(estimators) // 6)
+    fig, axes = _grid(len(panels), 4.2, 3.0, extra_h=0.8 + 0.17 * legend_rows, max_cols=data["host"].nunique())
+    for ax, panel in zip(axes, panels):
+        rows = data[data["panel"] == panel]
+        noise = ~(rows["total_variance"] > ROUNDING_FRACTION * rows["total_variance"].max())
+        per_step = (rows[~noise].assign(log10=np.log10(rows.loc[~noise, "total_variance"]))
+                    .groupby(["estimator_id", "step"], sort=False)["log10"].agg(["mean", "min", "max"]))
+        for est, series in per_step.groupby(level="estimator_id", sort=False):
+            series = series.sort_index(level="step")
+            steps = series.index.get_level_values("step")
+            colour, marker = looks[est]
+            ax.plot(steps, 10 ** series["mean"], color=colour, marker=marker, ms=3, lw=1)
+            ax.fill_between(steps, 10 ** series["min"], 10 ** series["max"], color=colour, alpha=0.15, lw=0)
+        final = rows["step"].max()
+        for boundary in (final / 3, 2 * final / 3) if final > 0 else ():   # training_stage's early/middle/late
+            ax.axvline(boundary, color="grey", lw=0.6, ls=":")
+        ax.set_yscale("log")
+        host = (f" (host: {', '.join(dict.fromkeys(rows['run_estimator_id'].astype(str)))})"
+                if "run_estimator_id" in rows else "")
+        zero = ", ".join(dict.fromkeys(rows.loc[noise, "estimator_id"]))
+        ax.set_title(panel + host + (f"\nzero to rounding, not drawn: {zero}" if zero else ""), fontsize=7)
+        ax.set_xlabel("training step of the host run", fontsize=7)
+        ax.set_ylabel("total variance of the encoder gradient", fontsize=7)
+        ax.tick_params(which="both", labelsize=6)
+    handles = [plt.Line2D([], [], color=c, marker=m, ms=4, lw=1.5) for c, m in looks.values()]
+    fig.legend(handles, estimators, loc="outside lower center", ncol=6, fontsize=7, frameon=False)
+    fig.suptitle("Encoder-gradient variance along training: every estimator at the same checkpoints of one host "
+                 "run per latent\n(line: geometric mean over seeds; band: the seeds' range; dotted: the claim's "
+                 "stage boundaries)", fontsize=9)
+    return fig
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     """One figure: ``draw(tables, threshold)`` returns it from the study's tables; ``caption`` is its
@@ -468,6 +537,15 @@ FIGURES: dict[str, FigureSpec] = {
         lambda t, thr: dimension_ratio(t["synthetic_all"], thr),
         "REINFORCE / pathwise variance ratio against dimension for f = sum z_i^2, z ~ N(1, I_D), with the "
         "closed-form curve (experiments/synthetic/closed_form.py) and the claim's threshold."),
+    "variance_along_training": FigureSpec(
+        lambda t, thr: variance_along_training(t["vae_variance"]),
+        "Variance of every estimator along the whole training run, on the same network: the total "
+        "variance (trace of the covariance) of each estimator's encoder gradient at every checkpoint of the "
+        "latent's host run (protocol shared_checkpoints), a column of panels per latent and a row per number of "
+        "samples S per estimate. Line: the mean over seeds of log10 variance (the geometric mean); band: the "
+        "range over seeds (the unit of replication). Colour and marker: the estimator, the same in every panel. "
+        "Dotted verticals: the boundaries of the claim's early, middle and late stages (a third and two thirds of "
+        "training); values zero but for rounding are named in the panel's title, not drawn."),
     "vae_variance_over_training": FigureSpec(
         lambda t, thr: vae_variance_over_training(t["vae_variance"]),
         "log10 mean per-parameter variance of the VAE encoder gradient along each estimator's own training "
