@@ -48,9 +48,10 @@ from .sampling import draw
 @register
 class Dreg(Estimator):
     name = "dreg"
-    # Not stackable by declaration only, as stl (the stacked-estimator contract is checked with a plain f).
+    # Stackable: its randomness goes through draw and every batch element is its own (tests/test_stacked_runs.py
+    # checks it with the integrand as a LogQSplit, per call and over whole stacked runs).
     capabilities = Capabilities(role="pathwise", unbiased=True, families=(Normal,), requires=("has_rsample",),
-                                objective="iwae", needs_log_q=True)
+                                objective="iwae", needs_log_q=True, stackable=True)
 
     def path_weights(self, w: Tensor) -> Tensor:
         r"""The factor on the path gradient reaching :math:`z_k` on top of :math:`\hat L`'s own

@@ -39,10 +39,10 @@ from .sampling import draw
 @register
 class Stl(Estimator):
     name = "stl"
-    # Not stackable by declaration only: its randomness goes through draw and every batch element is its own,
-    # but the stacked-estimator contract is checked with a plain f, which it refuses (needs_log_q).
+    # Stackable: its randomness goes through draw and every batch element is its own (tests/test_stacked_runs.py
+    # checks it with the integrand as a LogQSplit, per call and over whole stacked runs).
     capabilities = Capabilities(role="pathwise", unbiased=True, families=(Normal,), requires=("has_rsample",),
-                                needs_log_q=True)
+                                needs_log_q=True, stackable=True)
 
     def integrand(self, f):
         """What is differentiated at the samples: f with log q's parameters detached (no score term)."""
