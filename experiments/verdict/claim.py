@@ -361,9 +361,18 @@ def equal_cost_ratio(measured: pd.DataFrame, row: dict, setting_cols: list[str],
     return _cost_ratios(joined, var)["work_ratio"] if len(joined) else math.nan
 
 
+#: The fractions of training at which the early and the middle stage end (late runs to the end).
+STAGE_ENDS = (1 / 3, 2 / 3)
+
+
 def training_stage(step: int, final_step: int) -> str:
     """``start`` (step 0), ``early`` (up to a third of training), ``middle`` (up to two thirds), ``late``."""
     if step == 0:
         return "start"
     frac = step / final_step if final_step > 0 else 1.0
-    return "early" if frac <= 1 / 3 else "middle" if frac <= 2 / 3 else "late"
+    return "early" if frac <= STAGE_ENDS[0] else "middle" if frac <= STAGE_ENDS[1] else "late"
+
+
+def stage_boundaries(final_step: int) -> tuple[float, ...]:
+    """The steps at which the early and the middle stage end (none for a run of no steps)."""
+    return tuple(end * final_step for end in STAGE_ENDS) if final_step > 0 else ()

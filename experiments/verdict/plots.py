@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from experiments.verdict.claim import stage_boundaries  # noqa: E402
 from experiments.verdict.tables.claim_summary import STAGE_ORDER, claim_samples  # noqa: E402
 from experiments.verdict.tables.lr_selection import only_selected  # noqa: E402
 from experiments.verdict.tables import estimator_ranking as ranking_mod  # noqa: E402
@@ -484,8 +485,7 @@ def variance_along_training(variance: pd.DataFrame) -> plt.Figure:
             colour, marker = looks[est]
             ax.plot(steps, 10 ** series["mean"], color=colour, marker=marker, ms=3, lw=1)
             ax.fill_between(steps, 10 ** series["min"], 10 ** series["max"], color=colour, alpha=0.15, lw=0)
-        final = rows["step"].max()
-        for boundary in (final / 3, 2 * final / 3) if final > 0 else ():   # training_stage's early/middle/late
+        for boundary in stage_boundaries(rows["step"].max()):
             ax.axvline(boundary, color="grey", lw=0.6, ls=":")
         ax.set_yscale("log")
         host = (f" (host: {', '.join(dict.fromkeys(rows['run_estimator_id'].astype(str)))})"
