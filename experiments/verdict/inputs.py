@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from experiments.config.typed_config import parse
+from experiments.config.checks import latents as parse_latents
 from experiments.runtime import result_tables
-from experiments.vae.latent import LatentSpec
 
 #: The identification columns of an estimator in every table.
 ESTIMATOR_COLUMNS = ["estimator_id", "estimator_name", "estimator_label"]
@@ -24,9 +23,7 @@ def latent_names(latents: dict) -> dict[str, str]:
     """Latent id -> the latent's name in the tables (``latents``: the config's ``vae.latents``): its label
     (e.g. ``bernoulli(200)``), unless two latents of the study share it (the same space under two models,
     presets or objectives): then the label with the latent id, so that no table or figure merges them."""
-    label_of = {latent_id: parse(LatentSpec, {k: v for k, v in entry.items()
-                                              if k not in ("preset", "settings")}).label()
-                for latent_id, entry in latents.items()}
+    label_of = {latent_id: spec.label() for latent_id, (spec, _, _) in parse_latents(latents).items()}
     shared_labels = {label for label, count in Counter(label_of.values()).items() if count > 1}
     return {i: f"{label} {i}" if label in shared_labels else label for i, label in label_of.items()}
 
