@@ -39,14 +39,14 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
-from .base import Estimator, EstimatorOutput, evaluate
+from .base import EstimatorOutput, evaluate
 from .capabilities import Capabilities
+from .iwae import BoundEstimator, draw_tuples
 from .registry import register
-from .sampling import draw
 
 
 @register
-class Dreg(Estimator):
+class Dreg(BoundEstimator):
     name = "dreg"
     # Stackable: its randomness goes through draw and every batch element is its own (tests/test_stacked_runs.py
     # checks it with the integrand as a LogQSplit, per call and over whole stacked runs).
@@ -58,14 +58,15 @@ class Dreg(Estimator):
         :math:`\tilde w_k`: :math:`\tilde w_k` again (DReG's squared weights)."""
         return w
 
-    def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
-        z = draw(dist, n_samples, generator, reparameterized=True)      # [K, *batch, *event]
+    def _estimate_tuples(self, f, q, k, tuples, generator) -> EstimatorOutput:
+        z = draw_tuples(q, k, tuples, generator, reparameterized=True)     # [k * tuples, *batch, *event]
         weights = {}
         if z.requires_grad:
             z = z.clone()
-            event = (1,) * len(dist.event_shape)
-            z.register_hook(lambda grad: grad * weights["path"].reshape(*weights["path"].shape, *event))
-        fz = evaluate(f.stop_log_q, z, dist, n_samples)                 # [K, *batch]
+            event = (1,) * len(q.event_shape)
+            z.register_hook(lambda grad: grad * weights["path"].reshape(*z.shape[:1 + len(q.batch_shape)], *event))
+        rows = evaluate(f.stop_log_q, z, q, k * tuples)
+        fz = rows.reshape(k, tuples, *q.batch_shape)
         weights["path"] = self.path_weights(torch.softmax(fz.detach(), dim=0))
-        bound = torch.logsumexp(fz, dim=0) - math.log(n_samples)
-        return EstimatorOutput(surrogate=bound.sum(), value=fz.detach())
+        bound = torch.logsumexp(fz, dim=0) - math.log(k)                   # [tuples, *batch]
+        return EstimatorOutput(surrogate=bound.mean(0).sum(), value=rows.detach())

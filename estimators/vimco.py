@@ -27,9 +27,10 @@ dependence on the parameters, e.g. on the decoder and on :math:`-\log q`) is aut
     \sum_b \Big[\hat L + \sum_k \bot\big(\hat L - \hat L_{-k}\big)\big(\log q(z_k) - \bot\log q(z_k)\big)\Big],
 
 whose value is :math:`\hat L` summed over the batch (not a mean of ``f``), and ``out.value`` is ``f`` at
-the :math:`K` samples, ``[K, *batch_shape]``. Needs :math:`K \ge 2`. It is a score-function method: it
-applies to every family that can be sampled and has ``log_prob``, except those whose support depends on
-the parameters (Uniform), as ``reinforce``. One evaluation of ``f`` per sample.
+the :math:`K` samples, ``[K, *batch_shape]``. Needs :math:`K \ge 2`. Called on ``iwae.k_tuples(q, K)`` with
+``n`` K-tuples (``iwae.BoundEstimator``) it is the mean of ``n`` such estimates, ``value`` ``[nK, *batch_shape]``.
+It is a score-function method: it applies to every family that can be sampled and has ``log_prob``, except
+those whose support depends on the parameters (Uniform), as ``reinforce``. One evaluation of ``f`` per sample.
 """
 from __future__ import annotations
 
@@ -39,10 +40,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Uniform
 
-from .base import Estimator, EstimatorOutput, evaluate
+from .base import EstimatorOutput, evaluate
 from .capabilities import Capabilities
+from .iwae import BoundEstimator, draw_tuples
 from .registry import register
-from .sampling import draw
 
 
 def leave_one_out_bounds(fz: Tensor) -> Tensor:
@@ -56,18 +57,19 @@ def leave_one_out_bounds(fz: Tensor) -> Tensor:
 
 
 @register
-class Vimco(Estimator):
+class Vimco(BoundEstimator):
     name = "vimco"
     capabilities = Capabilities(role="score_function", unbiased=True, requires=("sample",), excludes=(Uniform,),
                                 exclude_reason="its support depends on its parameters", min_samples=2,
                                 objective="iwae", stackable=True)
 
-    def _estimate(self, f, dist, n_samples, generator) -> EstimatorOutput:
-        z = draw(dist, n_samples, generator, reparameterized=False)
-        fz = evaluate(f, z, dist, n_samples)
-        bound = torch.logsumexp(fz, dim=0) - math.log(n_samples)  # [*batch]
+    def _estimate_tuples(self, f, q, k, tuples, generator) -> EstimatorOutput:
+        z = draw_tuples(q, k, tuples, generator, reparameterized=False)    # [k * tuples, *batch, *event]
+        rows = evaluate(f, z, q, k * tuples)
+        fz = rows.reshape(k, tuples, *q.batch_shape)
+        bound = torch.logsumexp(fz, dim=0) - math.log(k)                  # [tuples, *batch]
         with torch.no_grad():
             signal = bound.detach().unsqueeze(0) - leave_one_out_bounds(fz.detach())
-        log_q = dist.log_prob(z)
+        log_q = q.log_prob(z).reshape(fz.shape)
         score = (signal * (log_q - log_q.detach())).sum(0)
-        return EstimatorOutput(surrogate=(bound + score).sum(), value=fz.detach())
+        return EstimatorOutput(surrogate=(bound + score).mean(0).sum(), value=rows.detach())

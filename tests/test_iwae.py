@@ -4,6 +4,7 @@ problem ``bernoulli_iwae`` (exact by enumeration over all K-tuples), with a wron
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
@@ -49,12 +50,13 @@ def test_k_tuples_refuses_a_family_it_cannot_widen():
         iwae.k_tuples(Gamma(torch.ones(2), torch.ones(2)), 2)
 
 
-CASES = [("vimco", {}, 1), ("reinforce", {"baseline": "leave_one_out"}, 4), ("reinforce", {"baseline": "none"}, 4),
+CASES = [("vimco", {}, 1), ("vimco", {}, 3), ("reinforce", {"baseline": "leave_one_out"}, 4),
+         ("reinforce", {"baseline": "none"}, 4),
          ("arm", {}, 2), ("disarm", {}, 2), ("relax", {}, 2)]
 
 
 @pytest.mark.parametrize("k", [2, 4])
-@pytest.mark.parametrize("name, options, tuples", CASES, ids=[f"{n}-{o.get('baseline', '')}" for n, o, _ in CASES])
+@pytest.mark.parametrize("name, options, tuples", CASES, ids=[f"{n}-{o.get('baseline', '')}-{t}" for n, o, t in CASES])
 def test_every_estimator_is_unbiased_for_the_bound(name, options, tuples, k):
     problem = bernoulli_iwae(k=k)
     est = estimators.get(name, **options)
@@ -76,13 +78,45 @@ def test_the_per_sample_objective_is_not_the_bound():
     assert max_z(result, problem.exact_gradient()) > 10
 
 
-def test_vimco_takes_one_tuple_and_the_rest_count_k_evaluations_per_tuple():
+def test_n_samples_counts_k_tuples_for_both_kinds_with_k_evaluations_each():
     problem = bernoulli_iwae(k=5)
     vimco, loo = estimators.get("vimco"), estimators.get("reinforce", baseline="leave_one_out")
-    assert "n_samples (tuples) must be 1, got 10" in measured_form(problem, vimco, 10)[2]
+    assert measured_form(problem, vimco, 10)[2] is None and measured_form(problem, vimco, 1)[2] is None
     assert measured_form(problem, loo, 1)[2] == "n_samples=1 is below its minimum 2"
-    assert f_evaluations(problem, vimco, 1) == 5 and f_evaluations(problem, loo, 10) == 50
-    assert measured_form(problem, vimco, 1)[1] == 5 and measured_form(problem, loo, 10)[1] == 10
+    assert f_evaluations(problem, vimco, 1) == 5 and f_evaluations(problem, vimco, 10) == 50
+    assert f_evaluations(problem, loo, 10) == 50
+    assert measured_form(problem, vimco, 10)[1] == 10 and measured_form(problem, loo, 10)[1] == 10
+    assert "n_samples=1 is below its minimum 2" in measured_form(bernoulli_iwae(k=1), vimco, 3)[2]
+
+
+@pytest.mark.parametrize("name", ["vimco", "dreg"])
+def test_n_tuples_of_an_estimator_of_the_bound_is_the_mean_of_n_one_tuple_estimates(name, monkeypatch):
+    """est(f, k_tuples(q, K), n) is the mean of the n one-tuple estimates est(f, q, K) on its draws (tuple j is
+    column j of the draws' [K, n] view), and with n = 1 it is est(f, q, K) bit for bit."""
+    from experiments.synthetic.problems import gaussian_iwae
+    problem = (gaussian_iwae if name == "dreg" else bernoulli_iwae)(k=4)
+    est, k, n = estimators.get(name), 4, 3
+    params = problem.leaves()
+    module = sys.modules[type(est).__module__]
+
+    def gradient(f, dist, n_call):
+        out = est(f, dist, n_call, torch.Generator().manual_seed(7))
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(out.surrogate, params)])
+
+    f, q = problem.build_log_weight(*params)
+    assert torch.equal(gradient(f, iwae.k_tuples(q, k), 1), gradient(f, q, k))
+    many = gradient(f, iwae.k_tuples(q, k), n)
+
+    def tuple_j(*_args, j, **_kw):   # the n-tuple call's draws (a graph of their own per call), column j
+        z = iwae.draw_tuples(q, k, n, torch.Generator().manual_seed(7), reparameterized=name == "dreg")
+        return z.reshape(k, n, *z.shape[1:])[:, j]
+
+    by_hand = []
+    for j in range(n):
+        monkeypatch.setattr(module, "draw_tuples", lambda *args, j=j, **kw: tuple_j(*args, j=j, **kw))
+        by_hand.append(gradient(f, q, k))
+    torch.testing.assert_close(many, torch.stack(by_hand).mean(0), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(by_hand[0], by_hand[1])
 
 
 def test_pathwise_on_k_tuples_is_the_iwae_gradient():

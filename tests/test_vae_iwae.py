@@ -85,13 +85,14 @@ def test_a_run_trains_on_the_bound_and_records_k_evaluations_per_tuple(tmp_path)
             "eval": {"every": 20, "iwae_k": 3, "train_subset": 50},
             "variance": {"every": 20, "batch_size": 10, "min_estimates": 10, "max_estimates": 10,
                          "reference_gradient": {"n_samples": 4, "n_estimates": 4}}}
-    for name, n, evaluations in (("vimco", 1, 3), ("reinforce", 2, 6)):
+    for name, n, evaluations in (("vimco", 1, 3), ("vimco", 2, 6), ("reinforce", 2, 6)):
         cfg = resolve({**base, "estimator": {"id": name, "name": name}, "n_samples": n})
-        assert train(cfg, tmp_path / name) == "completed"
-        variance = pd.read_csv(tmp_path / name / "variance.csv")
+        assert train(cfg, tmp_path / f"{name}{n}") == "completed"
+        variance = pd.read_csv(tmp_path / f"{name}{n}" / "variance.csv")
         assert (variance["f_evaluations"] == evaluations).all() and variance["total_variance"].gt(0).all()
-    with pytest.raises(ValueError, match="n_samples \\(tuples\\) must be 1, got 2"):
-        train(resolve({**base, "estimator": {"id": "vimco", "name": "vimco"}, "n_samples": 2}), tmp_path / "bad")
+    with pytest.raises(ValueError, match="n_samples=1 is below its minimum 2"):   # vimco's K >= 2
+        train(resolve({**base, "objective": {"bound": "iwae", "k": 1}, "estimator": {"id": "vimco", "name": "vimco"},
+                       "n_samples": 1}), tmp_path / "bad")
 
 
 def test_a_study_latent_on_the_bound_is_planned_with_vimco_and_tuples():
@@ -100,7 +101,7 @@ def test_a_study_latent_on_the_bound_is_planned_with_vimco_and_tuples():
                                                   "settings": {"objective": {"bound": "iwae", "k": 3}}}
     config["vae"]["estimators"]["vimco"] = {"name": "vimco"}
     config["vae"]["shared_checkpoints"]["trained_with"]["bernoulli_iwae"] = "vimco"
-    config["vae"]["n_samples"] = [1, 2]                       # vimco trains on one K-tuple
+    config["vae"]["n_samples"] = [1, 2]
     config["vae"]["shared_checkpoints"]["n_samples"] = [1, 2]
     plan = make_plan(study_config.check(config), config["devices"])
     runs = [r for r in plan.vae_runs if r.latent_id == "bernoulli_iwae"]
@@ -111,8 +112,8 @@ def test_a_study_latent_on_the_bound_is_planned_with_vimco_and_tuples():
     assert "another objective (iwae" in reasons[("categorical", "vimco", None)]
     job = next(j for j in plan.shared_jobs if j.host.latent_id == "bernoulli_iwae")
     measured = dict(job.measured)
-    assert measured["vimco"] == (1,) and measured["reinforce_loo"] == (2,)
-    assert reasons[("bernoulli_iwae", "vimco", 2)].startswith("its 3 samples are one K-tuple of the bound")
+    assert measured["vimco"] == (1, 2) and measured["reinforce_loo"] == (2,)   # n_samples counts K-tuples
+    assert reasons[("bernoulli_iwae", "reinforce_loo", 1)] == "n_samples=1 is below its minimum 2"
     assert json.dumps(plan.job_config(job.path))  # the job's config is plain data
 
 

@@ -192,17 +192,19 @@ OBJECTIVE = "expectation"
 def measured_form(problem: problems.Problem, est, n_samples: int) -> tuple[problems.Problem, int, str | None]:
     """``(problem, n, reason)``: the problem and sample count ``est`` is called with, and why it does not
     apply (or None). On a K-sample bound problem ``n_samples`` counts K-tuples: an estimator of the bound
-    itself (vimco, dreg) takes the per-sample log-weight and K samples, one tuple; the others take the bound's
-    expectation form (``problem.build``) with ``n_samples`` tuples. An estimator that needs ``f`` to say its log q
-    term apart (``stl``, ``dreg``: ``Estimator.why_not_f``) applies only where the problem's ``f`` does."""
+    itself (vimco, dreg) takes the per-sample log-weight on ``k_tuples(q, K)``, the others the bound's
+    expectation form (``problem.build``), both with ``n_samples`` tuples (``iwae.called``). An estimator that needs
+    ``f`` to say its log q term apart (``stl``, ``dreg``: ``Estimator.why_not_f``) applies only where the problem's
+    ``f`` does."""
     f, dist = problem.build(*problem.leaves())
     if problem.objective != "iwae":
         return problem, n_samples, est.why_not(dist, n_samples, objective=OBJECTIVE) or est.why_not_f(f, dist)
     f_k, q = problem.build_log_weight(*problem.leaves())
     reason = iwae.why_not(est, q, problem.iwae_k, n_samples)
     if est.capabilities.objective == "iwae":
-        return (dataclasses.replace(problem, build=problem.build_log_weight), problem.iwae_k,
-                reason or est.why_not_f(f_k, q))
+        def per_sample(*params):
+            return iwae.called(est, *problem.build_log_weight(*params), problem.iwae_k)
+        return dataclasses.replace(problem, build=per_sample), n_samples, reason or est.why_not_f(f_k, q)
     return problem, n_samples, reason or est.why_not_f(f, dist)
 
 

@@ -54,12 +54,11 @@ class ReferenceGradient:
 
 
 def _build(model: VAE, x: Tensor, objective, est, n_samples: int):
-    """``build`` for ``measure_variance`` and the samples per call: the run's objective as ``est`` meets it
-    (``objectives.problem``)."""
+    """``build`` for ``measure_variance``: the run's objective as ``est`` meets it (``objectives.problem``)."""
     def build(*_params):
         f, dist, _, exact_term = objectives.problem(model, x, model.posterior(x), est, n_samples, objective)
         return f, dist, exact_term
-    return build, objectives.samples_per_call(est, n_samples, objective)
+    return build
 
 
 def _build_replicated(model: VAE, x: Tensor, objective, est, n_samples: int):
@@ -157,7 +156,7 @@ def encoder_gradient_estimates(model: VAE, x: Tensor, est, *, n_samples: int, n_
         with torch.no_grad():
             kwargs["learned_baseline"] = baseline_net(x)
     vectorized = vectorize and why_not_vectorized(est, kwargs) is None
-    build, n_call = _build(model, x, objective, est, n_samples)
+    build = _build(model, x, objective, est, n_samples)
     mode = {}
     if vectorized:
         if chunk_size is None:
@@ -169,7 +168,7 @@ def encoder_gradient_estimates(model: VAE, x: Tensor, est, *, n_samples: int, n_
 
     def measure(n):
         return estimators.measure_variance(
-            est, build, list(model.encoder.parameters()), n_estimates=n, n_samples=n_call,
+            est, build, list(model.encoder.parameters()), n_estimates=n, n_samples=n_samples,
             generator=generator, reference=None if reference is None else reference.gradient, **mode, **kwargs)
 
     if target_rse is None:

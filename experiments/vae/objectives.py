@@ -5,10 +5,9 @@ r"""What a VAE run optimizes, and how each estimator meets it (``RunConfig.objec
   ``expectation`` objective applies. ``kl: sampled`` estimates the KL by sampling, with the integrand the
   log-weight :math:`\log p(x|z) + \log p(z) - \log q(z|x)` and no exact term: the Monte Carlo ELBO of ``stl``.
 - ``bound: iwae``: :math:`\sum_x \mathcal L_K(x)`, the K-sample importance-weighted bound of Burda et al.
-  2016 with ``k`` = K and the log-weight ``VAE.log_weight``. ``vimco`` estimates it from one K-tuple
-  (``n_samples`` must be 1); every other estimator from ``n_samples`` K-tuples of its expectation form
-  (``estimators/iwae.py``), :math:`nK` decoder passes. There is no exact term. ``dreg`` estimates it from one
-  K-tuple too.
+  2016 with ``k`` = K and the log-weight ``VAE.log_weight``. Every estimator estimates it from ``n_samples``
+  K-tuples, :math:`nK` decoder passes: ``vimco`` and ``dreg`` (estimators of the bound itself) from the per-sample
+  log-weight, every other from the bound's expectation form (``estimators/iwae.py``). There is no exact term.
 
 Where the integrand contains :math:`-\log q(z|x)` (``kl: sampled``, and the bound's log-weight) it is given as
 ``estimators.base.LogQSplit(rest, q)`` with ``rest`` :math:`= \log p(x|z) + \log p(z)`, which every estimator
@@ -48,12 +47,6 @@ def why_not(est, q: Distribution | type[Distribution], n_samples: int | None, ob
     return iwae.why_not(est, q, int(objective.k), n_samples)
 
 
-def samples_per_call(est, n_samples: int, objective) -> int:
-    """The ``n_samples`` ``est`` is called with: ``k`` for an estimator of the bound itself (one K-tuple),
-    else ``n_samples`` (samples, or K-tuples under the bound)."""
-    return int(objective.k) if objective.bound == "iwae" and est.capabilities.objective == "iwae" else n_samples
-
-
 def problem(model, x: Tensor, q: Distribution, est, n_samples: int, objective, log_likelihood=None):
     """``(f, dist, n_call, exact_term)``: what ``est`` is called with (``est(f, dist, n_call, ...)``) so that
     its surrogate plus ``exact_term`` estimates the minibatch objective. ``log_likelihood(x, z)``: the
@@ -65,10 +58,8 @@ def problem(model, x: Tensor, q: Distribution, est, n_samples: int, objective, l
     f = log_weight(model, x, q, log_likelihood)
     if objective.bound == "elbo":
         return f, q, n_samples, zero
-    k, n_call = int(objective.k), samples_per_call(est, n_samples, objective)
-    if est.capabilities.objective == "iwae":
-        return f, q, n_call, zero
-    return iwae.k_sample_bound(f, k, len(q.batch_shape)), iwae.k_tuples(q, k), n_call, zero
+    f_called, dist = iwae.called(est, f, q, int(objective.k))
+    return f_called, dist, n_samples, zero
 
 
 def log_weight(model, x: Tensor, q: Distribution, log_likelihood=None) -> LogQSplit:
@@ -85,4 +76,4 @@ def f_evaluations(est, q: Distribution, n_samples: int, objective) -> float:
     return float("nan") if count is None else float(count)
 
 
-__all__ = ["ELBO_OBJECTIVE", "f_evaluations", "log_weight", "problem", "samples_per_call", "why_not"]
+__all__ = ["ELBO_OBJECTIVE", "f_evaluations", "log_weight", "problem", "why_not"]
