@@ -28,7 +28,7 @@ from estimators.dreg import Dreg
 from estimators.iwae import k_sample_bound, k_tuples
 from estimators.stl import Stl
 from estimators.sampling import draw
-from experiments.synthetic.problems import gaussian_iwae, normal_quadratic
+from experiments.synthetic.problems import gaussian_elbo, gaussian_iwae, normal_quadratic
 from experiments.synthetic.study import measured_form
 from experiments.config.typed_config import parse
 from experiments.vae import objectives
@@ -132,6 +132,40 @@ def test_stl_sticks_the_landing_and_keeping_the_score_term_is_pathwise():
     assert float(pathwise.variance[:2].min()) > 0.1
     torch.testing.assert_close(kept.grads, pathwise.grads, rtol=1e-12, atol=1e-12)
     assert not torch.allclose(stl.grads, pathwise.grads)
+
+
+@pytest.mark.parametrize("gap", [0.5, 1.0])
+def test_the_elbo_problem_is_the_bounds_at_k1_and_stl_is_unbiased_on_it(gap):
+    """``gaussian_elbo``'s closed form is this file's ELBO of the same model at its loc and scale (q ``gap``
+    posterior SDs from N(0.75, 0.5)), and stl and pathwise are unbiased for its gradient."""
+    problem = gaussian_elbo(gap=gap)
+    leaves = problem.leaves()
+    expected = [0.75 + gap * math.sqrt(0.5), math.sqrt(0.5) * (1 + gap)]
+    assert [float(v.detach()) for v in leaves[:2]] == pytest.approx(expected)
+    by_hand = torch.autograd.grad(_elbo(*leaves), leaves)
+    torch.testing.assert_close(problem.exact_gradient(), torch.cat([g.reshape(-1) for g in by_hand]),
+                               rtol=0, atol=1e-12)
+    for est, seed in ((Stl(), 5), (estimators.get("pathwise"), 6)):
+        result = _measure(est, problem.build, problem.leaves(), 1, seed, 40_000)
+        _assert_mean(result, problem.exact_gradient(), scale=float(problem.exact_gradient()[:2].abs().max()))
+
+
+def test_stls_variance_vanishes_like_the_gap_squared_and_pathwises_does_not():
+    """As q nears the posterior (gap 1 -> 0.1 -> 0.01), stl's encoder variance falls about 100-fold a step (like
+    gap^2), pathwise's stays of order one; the wrong variant (the score term kept) does not fall."""
+    class KeepsTheScore(Stl):
+        def integrand(self, f):
+            return f
+
+    variance = {}
+    for gap in (1.0, 0.1, 0.01):
+        problem = gaussian_elbo(gap=gap)
+        for name, est in (("stl", Stl()), ("pathwise", estimators.get("pathwise")), ("kept", KeepsTheScore())):
+            variance[name, gap] = _measure(est, problem.build, problem.leaves(), 1, 7, 4_000).variance[:2]
+    for a, b in ((1.0, 0.1), (0.1, 0.01)):
+        fall = variance["stl", a] / variance["stl", b]
+        assert ((fall > 30) & (fall < 300)).all(), fall
+        assert (variance["pathwise", b] > 0.2).all() and (variance["kept", b] > 0.2).all()
 
 
 # --- dreg ------------------------------------------------------------------------------------------

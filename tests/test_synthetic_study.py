@@ -115,7 +115,7 @@ def test_the_problem_grid_is_the_registry():
     assert [f.name for f in dataclasses.fields(synthetic.Problems)] == list(problems.STUDY_PROBLEMS)
     assert list(problems.STUDY_PROBLEMS) == ["mohamed_quadratic", "mohamed_exp", "mohamed_cos", "dimension",
                                              "bernoulli_toy", "categorical_toy", "bernoulli_iwae", "gaussian_iwae",
-                                             "gamma"]
+                                             "gaussian_elbo", "gamma"]
 
 
 def test_the_default_study_has_the_cells_it_always_had():
@@ -124,7 +124,7 @@ def test_the_default_study_has_the_cells_it_always_had():
     study = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cells = list(synthetic.iter_problems(synthetic.parse_settings(study["synthetic"]["settings"]).problems))
     labels = [(c.problem_key, json.dumps(c.setting, sort_keys=True)) for c in cells]
-    assert len(labels) == 54 and len(set(labels)) == 54
+    assert len(labels) == 58 and len(set(labels)) == 58
     expected = {  # per problem: number of cells, first and last setting
         "mohamed_quadratic": (13, '{"k": -3.0}', '{"k": 3.0}'),
         "mohamed_exp": (9, '{"k": 0.1}', '{"k": 10.0}'),
@@ -133,7 +133,8 @@ def test_the_default_study_has_the_cells_it_always_had():
         "bernoulli_toy": (6, '{"dim": 1, "t": 0.45}', '{"dim": 100, "t": 0.499}'),
         "categorical_toy": (2, '{"classes": 10, "dim": 1}', '{"classes": 10, "dim": 5}'),
         "bernoulli_iwae": (2, '{"dim": 3, "k": 2}', '{"dim": 3, "k": 5}'),
-        "gaussian_iwae": (3, '{"dim": 1, "k": 1}', '{"dim": 1, "k": 20}'),
+        "gaussian_iwae": (4, '{"dim": 1, "k": 1}', '{"dim": 1, "k": 50}'),
+        "gaussian_elbo": (3, '{"dim": 1, "gap": 0.01}', '{"dim": 1, "gap": 1.0}'),
         "gamma": (2, '{"cost": "square", "dim": 3}', '{"cost": "log", "dim": 3}'),
     }
     for name, (n, first, last) in expected.items():
@@ -200,8 +201,8 @@ else:
 """
     cells = [("laplace_cos", '{"dim": 3, "k": 0.5}'), ("laplace_cos", '{"dim": 3, "k": 2.0}')]
     typo = ("synthetic.settings.problems.laplace_coss: unknown key (did you mean 'laplace_cos'?); valid keys: "
-            "bernoulli_iwae, bernoulli_toy, categorical_toy, dimension, gamma, gaussian_iwae, laplace_cos, "
-            "mohamed_cos, mohamed_exp, mohamed_quadratic")
+            "bernoulli_iwae, bernoulli_toy, categorical_toy, dimension, gamma, gaussian_elbo, gaussian_iwae, "
+            "laplace_cos, mohamed_cos, mohamed_exp, mohamed_quadratic")
     for problem, expected in ((line, str(cells)), ({"laplace_coss": line["laplace_cos"]}, typo)):
         res = subprocess.run([sys.executable, "-c", plan, json.dumps(problem)], cwd=tmp_path, env=env,
                              capture_output=True, text=True)

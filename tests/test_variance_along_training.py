@@ -115,7 +115,7 @@ def test_a_variance_zero_to_rounding_is_named_not_drawn(drawn):
 def test_the_mnist_study_measures_at_least_ten_checkpoints_of_every_host_and_keeps_the_claims_stages():
     config = study_config.check(yaml.safe_load((ROOT / "config" / "mnist.yaml").read_text()))
     plan = make_plan(config, config["devices"])
-    assert len(plan.shared_jobs) == 9   # 3 latents x 3 seeds
+    assert len(plan.shared_jobs) == 12   # 4 latents x 3 seeds
     for job in plan.shared_jobs:
         steps = checkpoint_steps(plan.job_config(job.host.path))
         assert len(steps) >= 10, (job.path, steps)

@@ -464,6 +464,54 @@ def gaussian_iwae(k: int = 5, x: float = 1.5, noise: float = 1.0) -> Problem:
     )
 
 
+def gaussian_elbo(gap: float = 1.0, x: float = 1.5, noise: float = 1.0) -> Problem:
+    r"""The ELBO of ``gaussian_iwae``'s linear-Gaussian model as a Monte Carlo objective, q ``gap`` away from the
+    posterior: closed form.
+
+    Model :math:`z \sim \mathcal N(0, 1)`, :math:`x \mid z \sim \mathcal N(\theta z, \sigma^2)` (``weight``
+    :math:`\theta = 1`, ``noise`` :math:`\sigma`), whose posterior at :math:`\theta = 1` is :math:`\mathcal N(m, s^2)`,
+    :math:`s^2 = \sigma^2 / (\sigma^2 + 1)`, :math:`m = x s^2 / \sigma^2`; q starts at ``loc`` :math:`= m + g s`,
+    ``scale`` :math:`= s (1 + g)` (``gap`` g). The integrand is the log-weight :math:`f(z) = \log p_\theta(x, z)
+    - \log q(z)` said apart as ``estimators.base.LogQSplit`` (``stl``), so :math:`\mathbb E_q f` is the ELBO,
+
+    .. math::
+        -\tfrac12 (\mu^2 + \varsigma^2) - \frac{(x - \theta\mu)^2 + \theta^2 \varsigma^2}{2\sigma^2}
+        - \log \sigma - \log 2\pi + \tfrac12 \log(2 \pi e \varsigma^2)
+
+    (:math:`\mu, \varsigma` = ``loc``, ``scale``). Sticking the landing (Roeder et al. 2017): where q is the
+    posterior, :math:`\partial_z f = 0` for every z, so ``stl``'s estimate of q's gradient is exactly zero there
+    while the pathwise estimator keeps the score term's noise; as ``gap`` shrinks, ``stl``'s variance falls like
+    :math:`g^2` (it is kept above 0 here: at :math:`g = 0` q's exact gradient is 0 too, and a zero-variance
+    estimate of a zero gradient has no scale to tell rounding from noise).
+    """
+    from estimators.base import LogQSplit
+
+    post_var = noise**2 / (noise**2 + 1.0)
+    post_mean, post_sd = x * post_var / noise**2, math.sqrt(post_var)
+    log_norm = math.log(2 * math.pi)
+
+    def rest(weight):
+        def log_joint(z):
+            return (-0.5 * z.pow(2) - 0.5 * ((x - weight * z) / noise).pow(2) - math.log(noise) - log_norm).sum(-1)
+        return log_joint
+
+    def build(loc, scale, weight):
+        q = _normal(loc, scale)
+        return LogQSplit(rest(weight), q), q
+
+    def expectation(loc, scale, weight):
+        log_joint = (-0.5 * (loc.pow(2) + scale.pow(2)) - 0.5 * ((x - weight * loc).pow(2) + weight.pow(2)
+                     * scale.pow(2)) / noise**2 - math.log(noise) - log_norm)
+        entropy = 0.5 * torch.log(2 * math.pi * math.e * scale.pow(2))
+        return (log_joint + entropy).sum()
+
+    return Problem(
+        name="gaussian_elbo", family="Normal",
+        params={"loc": _t([post_mean + gap * post_sd]), "scale": _t([post_sd * (1 + gap)]), "weight": _t([1.0])},
+        build=build, expectation=expectation, info={"gap": gap, "dim": 1},
+    )
+
+
 CLOSED_FORM_PROBLEMS: dict[str, Callable[[], Problem]] = {
     "normal_quadratic": lambda: normal_quadratic(k=0.5, dim=3, mu=0.7, sigma=0.8),
     "normal_exp_square": lambda: normal_exp_square(k=2.0, dim=3, mu=0.6, sigma=0.9),
@@ -477,6 +525,7 @@ CLOSED_FORM_PROBLEMS: dict[str, Callable[[], Problem]] = {
     "exponential_square": exponential_square,
     "gamma_square": gamma_square,
     "gamma_log": gamma_log,
+    "gaussian_elbo": gaussian_elbo,
     "beta_square": beta_square,
     "dirichlet_square": dirichlet_square,
     "bernoulli_toy": lambda: bernoulli_toy(t=0.45, dim=3, p=0.3),
@@ -609,6 +658,14 @@ def gaussian_iwae_cells(k: list[int]) -> Cells:
     quadrature), at each K: pathwise (IWAE), DReG and the score-function estimators across K."""
     for n in k:
         yield {"k": int(n), "dim": 1}, gaussian_iwae(k=int(n))
+
+
+@study_problem("gaussian_elbo")
+def gaussian_elbo_cells(gap: list[float]) -> Cells:
+    """The Monte Carlo ELBO of ``gaussian_iwae``'s model with q ``gap`` posterior standard deviations from the
+    posterior (``gaussian_elbo``, closed form): sticking the landing (``stl``) against pathwise as q nears it."""
+    for g in gap:
+        yield {"gap": float(g), "dim": 1}, gaussian_elbo(gap=float(g))
 
 
 @study_problem("gamma")

@@ -4,9 +4,11 @@ A *comparison* is declared in the study config before anything is measured (``cl
 numerator and a denominator, each a list of estimator names, ids or roles (``role:score_function``: every
 estimator whose ``Capabilities.role`` it is, ``estimators.capabilities.ROLES``). Its rows are every
 (setting, numerator id, denominator id) of the study where both apply; the default comparisons are the
-claim itself (every score-function estimator over pathwise, in every continuous setting) and its discrete
-analogue (every score-function estimator over each relaxation). Nothing is chosen on the data it is judged
-with.
+claim itself (every score-function estimator over pathwise, in every continuous setting), its discrete
+analogue (every score-function estimator over each relaxation) and the claim over an improved pathwise
+estimator (every score-function estimator over STL, on a Monte Carlo ELBO, and over DReG, on the K-sample bound:
+Rainforth et al. 2018 show the pathwise encoder's SNR falls like 1/sqrt(K), and DReG's does not). Nothing is chosen
+on the data it is judged with.
 
 Only fair pairings decide: synthetic cells (the same problem and parameters) and the
 ``shared_checkpoints`` protocol (the same network). Measurements along each estimator's own training run
