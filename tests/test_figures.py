@@ -55,6 +55,8 @@ def _problems() -> list[tuple[str, dict, str, list[str]]]:
     out += [("categorical_toy", {"classes": 10, "dim": g}, "logits", [e for e in DISCRETE if "arm" not in e])
             for g in (1, 5)]
     out += [("bernoulli_iwae", {"dim": 3, "k": k}, "logits", [*DISCRETE, "vimco"]) for k in (2, 5)]
+    out += [("gaussian_iwae", {"dim": 1, "k": k}, p, [*NORMAL[:5], "dreg"] + (["vimco"] if k > 1 else []))
+            for k in (1, 5, 20) for p in ("loc", "scale", "weight")]
     out += [("gamma", {"cost": c, "dim": 3}, p, NORMAL[:5]) for c in ("square", "log")
             for p in ("concentration", "rate")]
     return out
@@ -93,7 +95,8 @@ def synthetic_all(seeds=(0, 1, 2), n_samples=(1, 10)) -> pd.DataFrame:
                                  "device": "cpu", "device_name": "x86_64", "n_samples": n, "total_variance": var,
                                  "total_variance_se": 0.03 * var, "mean_variance": var, "exact_grad_norm": 1.0,
                                  "grad_norm": 1.0, "seconds_per_estimate": seconds, "bias_norm": bias + 1e-3,
-                                 "mse": var + bias ** 2, "work_normalized_variance": var * seconds})
+                                 "mse": var + bias ** 2, "work_normalized_variance": var * seconds,
+                                 "snr": 1.0 / math.sqrt(var) if var > 0 else math.inf})
     return pd.DataFrame(rows)
 
 

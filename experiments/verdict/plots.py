@@ -503,6 +503,99 @@ def variance_along_training(variance: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def bound_problems(synth: pd.DataFrame) -> list[str]:
+    """The synthetic problems of ``synth`` that are a K-sample bound: those where an estimator of the bound
+    itself (``capabilities.objective == "iwae"``: vimco, dreg) was measured, in the table's order."""
+    if synth.empty or "estimator_name" not in synth:
+        return []
+    import estimators
+    own = {name for name in estimators.available()
+           if estimators.estimator_class(name).capabilities.objective == "iwae"}
+    return list(dict.fromkeys(synth.loc[synth["estimator_name"].isin(own), "problem"]))
+
+
+def _k_axis(ax, ks: list[float]) -> None:
+    """Log-log axes with the study's K values as the x ticks."""
+    ax.set(xscale="log", yscale="log")
+    ax.set_xticks(ks, [f"{k:g}" for k in ks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def claim_across_k(claim: pd.DataFrame, synth: pd.DataFrame, threshold: float) -> plt.Figure:
+    """The claim on the K-sample bound: for each bound problem with a pathwise-role comparator (pathwise, DReG)
+    and each of its parameters, the declared comparisons' variance ratios against K with their 95% intervals
+    (a row of panels per number of K-tuples S), then every estimator's SNR against K (mean over seeds, band:
+    the seeds' range; a row per S), with the 1/sqrt(K) slope Rainforth et al. 2018 derive for the pathwise
+    encoder gradient drawn through pathwise's SNR at the smallest K. Colour: the estimator; line style: the
+    comparator."""
+    problems = bound_problems(synth)
+    rows = claim[(claim["source"] == "synthetic") & claim["problem"].isin(problems)] if not claim.empty else claim
+    import estimators
+    pathwise_role = {n for n in estimators.available() if estimators.estimator_class(n).capabilities.role == "pathwise"}
+    rows = rows[rows["comparator_name"].isin(pathwise_role)] if not rows.empty else rows
+    if rows.empty:
+        return _empty("The claim across K (K-sample bound)", "no bound problem with a pathwise comparator here")
+    rows = rows.assign(k=rows["setting"].map(lambda s: float(json.loads(s)["k"])),
+                       samples_=rows["n_samples"].astype(int))
+    snr = synth[synth["problem"].isin(set(rows["problem"]))]
+    snr = snr.assign(samples_=snr["n_samples"].astype(int), k=snr["k"].astype(float))
+    places = list(dict.fromkeys(zip(rows["problem"], rows["parameter"])))
+    samples = sorted(set(rows["samples_"]))
+    ks = sorted(set(rows["k"]))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    estimators_ = list(dict.fromkeys([*rows["estimator_id"], *rows["comparator_id"], *snr["estimator_id"]]))
+    colours = {e: palette[i % len(palette)] for i, e in enumerate(estimators_)}
+    styles = dict(zip(dict.fromkeys(rows["comparator_id"]), DASHES))
+    fig, axes = _grid(2 * len(samples) * len(places), 3.4, 2.5, extra_h=1.4, max_cols=len(places))
+    grid = iter(axes)
+    for s in samples:
+        for problem, parameter in places:
+            ax, part = next(grid), rows[(rows["problem"] == problem) & (rows["parameter"] == parameter)
+                                        & (rows["samples_"] == s)]
+            for (est, comp), series in part.groupby(["estimator_id", "comparator_id"], sort=False):
+                series = series.sort_values("k")
+                ratio = series["variance_ratio"].astype(float)
+                ax.plot(series["k"], ratio, color=colours[est], ls=styles[comp], marker="o", ms=3, lw=1.1)
+                ax.fill_between(series["k"], series["ci_low"].astype(float), series["ci_high"].astype(float),
+                                color=colours[est], alpha=0.12, lw=0)
+            ax.axhline(threshold, color="grey", ls="--", lw=0.8)
+            ax.axhline(1, color="black", lw=0.5)
+            _k_axis(ax, ks)
+            ax.set_title(f"{problem}, {parameter}, S={s}: variance ratio", fontsize=7)
+            ax.set_xlabel("K (samples in the bound)", fontsize=7)
+            ax.set_ylabel("variance ratio", fontsize=7)
+            ax.tick_params(which="both", labelsize=6)
+    for s in samples:
+        for problem, parameter in places:
+            ax = next(grid)
+            part = snr[(snr["problem"] == problem) & (snr["parameter"] == parameter) & (snr["samples_"] == s)]
+            per_k = part.groupby(["estimator_id", "k"], sort=False)["snr"].agg(["mean", "min", "max"])
+            for est, series in per_k.groupby(level="estimator_id", sort=False):
+                series = series.sort_index(level="k")
+                at = series.index.get_level_values("k")
+                ax.plot(at, series["mean"], color=colours[est], marker="o", ms=3, lw=1.1)
+                ax.fill_between(at, series["min"], series["max"], color=colours[est], alpha=0.12, lw=0)
+            if "pathwise" in per_k.index.get_level_values("estimator_id"):
+                base = per_k.loc["pathwise"].sort_index()
+                at = np.array(base.index, dtype=float)
+                ax.plot(at, base["mean"].iloc[0] * np.sqrt(at[0] / at), color="grey", ls=":", lw=1)
+            _k_axis(ax, ks)
+            ax.set_title(f"{problem}, {parameter}, S={s}: SNR |mean| / sd", fontsize=7)
+            ax.set_xlabel("K (samples in the bound)", fontsize=7)
+            ax.set_ylabel("signal-to-noise ratio", fontsize=7)
+            ax.tick_params(which="both", labelsize=6)
+    handles = ([plt.Line2D([], [], color=colours[e], lw=2.5) for e in estimators_]
+               + [plt.Line2D([], [], color="black", ls=st, lw=1.2) for st in styles.values()]
+               + [plt.Line2D([], [], color="grey", ls=":", lw=1)])
+    names = ([f"estimator {e}" for e in estimators_] + [f"ratio over {c}" for c in styles]
+             + ["1/sqrt(K) through pathwise's SNR (Rainforth et al. 2018)"])
+    fig.legend(handles, names, loc="outside lower center", ncol=min(5, len(names)), fontsize=7, frameon=False,
+               handlelength=3.5)
+    fig.suptitle(f"The claim across K: variance ratios on the K-sample bound with 95% intervals over seeds "
+                 f"(dashed: {threshold:g}), and each estimator's SNR", fontsize=9)
+    return fig
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     """One figure: ``draw(tables, threshold)`` returns it from the study's tables; ``caption`` is its
@@ -537,6 +630,16 @@ FIGURES: dict[str, FigureSpec] = {
         lambda t, thr: dimension_ratio(t["synthetic_all"], thr),
         "REINFORCE / pathwise variance ratio against dimension for f = sum z_i^2, z ~ N(1, I_D), with the "
         "closed-form curve (experiments/synthetic/closed_form.py) and the claim's threshold."),
+    "claim_across_k": FigureSpec(
+        lambda t, thr: claim_across_k(t["variance_claim"], t["synthetic_all"], thr),
+        "The claim on multi-sample bounds: on each synthetic K-sample bound problem with a Normal latent "
+        "(gaussian_iwae), the declared comparisons over the pathwise (IWAE) gradient and over DReG, the ratio of "
+        "the score-function estimator's gradient variance to the comparator's against K, with its 95% interval over "
+        "seeds (band), a row of panels per number S of K-tuples per estimate and a column per parameter (loc and "
+        "scale are q's, weight the model's); below, every estimator's signal-to-noise ratio |mean| / sd against K "
+        "(mean over seeds, band: the seeds' range), with the 1/sqrt(K) fall Rainforth et al. 2018 derive for the "
+        "pathwise encoder gradient drawn through pathwise's SNR at the smallest K. Colour: the estimator; line "
+        "style: the comparator; dashed: the claim's threshold."),
     "variance_along_training": FigureSpec(
         lambda t, thr: variance_along_training(t["vae_variance"]),
         "Variance of every estimator along the whole training run, on the same network: the total "

@@ -28,7 +28,9 @@ from experiments.config.study_config import RESERVED_STUDY
 
 #: What a snapshot keeps of a study's results (paths under results/STUDY/).
 KEPT = ("findings.md", "figures/claim.png", "tables/claim_summary.md", "tables/variance_claim.md",
-        "figures/relaxation_temperature.png", "figures/elbo_curves.png", "figures/vae_variance_over_training.png")
+        "figures/claim_across_k.png", "figures/variance_along_training.png", "figures/estimator_ranking.png",
+        "tables/estimator_ranking.md", "figures/relaxation_temperature.png", "figures/elbo_curves.png",
+        "figures/vae_variance_over_training.png")
 #: The README's blocks of a study (``<!-- KIND:STUDY:start -->`` ... ``end``) and the snapshot file each shows:
 #: the findings in words, or (snapshots made before findings.md existed) the claim summary.
 BLOCKS = {"findings": "findings.md", "claim-summary": "tables/claim_summary.md"}
