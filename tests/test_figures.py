@@ -178,7 +178,17 @@ def default_like_tables() -> dict[str, pd.DataFrame]:
     return {"synthetic_all": synth, "vae_variance": variance, "vae_metrics": metrics,
             "cost_table": agg.cost_table(metrics, variance, synth),
             "variance_claim": with_exact_rows(snapshot_claim("default")),
-            "estimator_ranking": estimator_ranking(synth, variance)}
+            "estimator_ranking": estimator_ranking(synth, variance), "run_status": run_status_of(variance)}
+
+
+def run_status_of(variance: pd.DataFrame, bound_k: dict | None = None) -> pd.DataFrame:
+    """A run_status table of the hosts of ``variance``'s latents; ``bound_k``: latent id -> K where the latent is
+    trained on the K-sample bound."""
+    bound_k = bound_k or {}
+    hosts = variance[["dataset", "latent_id", "latent"]].drop_duplicates()
+    return hosts.assign(bound_k=[bound_k.get(i) for i in hosts["latent_id"]],
+                        objective=[f"iwae, k={bound_k[i]}" if i in bound_k else "elbo, kl exact"
+                                   for i in hosts["latent_id"]])
 
 
 def texts(fig: plt.Figure) -> list:
@@ -304,3 +314,56 @@ def test_a_claim_figure_of_three_times_the_default_panels_grows_wider_not_taller
     claim = with_exact_rows(snapshot_claim("default"))
     big = pd.concat([claim.assign(family=claim["family"] + suffix) for suffix in ("", "_b", "_c")], ignore_index=True)
     _check(claim_figure(big, 100.0), tmp_path / "claim.png")
+
+
+def bound_sweep_tables(ks=(1, 5, 20, 50), seeds=(0, 1, 2), steps=(0, 250, 500, 750, 1000)):
+    """(claim, vae_variance, run_status) of a VAE latent on the K-sample bound at each of ``ks`` (latent ids
+    ``gaussian_kK``), as the iwae_k study writes them: late-stage claim rows over pathwise and DReG, shared
+    checkpoints with the encoder's SNR."""
+    rng = np.random.default_rng(3)
+    claim, variance = [], []
+    for k in ks:
+        latent_id = f"gaussian_k{k}"
+        for samples in (1, 4):
+            for est in ["reinforce", "reinforce_loo", "vimco"]:
+                if (est == "vimco" and k < 2) or (est == "reinforce_loo" and samples < 2):
+                    continue
+                for comp in ("pathwise", "dreg"):
+                    ratio = 10 ** rng.uniform(0, 4) * k
+                    claim.append({"source": "vae", "family": f"vae {latent_id}", "comparison": "c",
+                                  "estimator_id": est, "estimator_name": "vimco" if est == "vimco" else "reinforce",
+                                  "comparator_id": comp, "comparator_name": comp, "variance_ratio": ratio,
+                                  "ci_low": ratio / 2, "ci_high": ratio * 2, "verdict": "no", "dataset": "digits",
+                                  "latent_id": latent_id, "stage": "late", "samples": samples, "device": "cpu"})
+            for est in ["pathwise", "dreg", "reinforce"]:
+                for seed in seeds:
+                    for step in steps:
+                        variance.append({"experiment": "vae", "dataset": "digits", "latent": "gaussian(8)",
+                                         "latent_id": latent_id, "estimator_id": est, "estimator_name": est,
+                                         "seed": seed, "device": "cpu", "step": step, "protocol": "shared_checkpoints",
+                                         "measured_n_samples": samples, "n_samples": 1, "selected": True,
+                                         "total_variance": 1.0, "snr_norm": rng.uniform(0.1, 1) / np.sqrt(k),
+                                         "run_estimator_id": "dreg"})
+    variance = pd.DataFrame(variance)
+    return pd.DataFrame(claim), variance, run_status_of(variance, {f"gaussian_k{k}": k for k in ks})
+
+
+def test_the_claim_across_k_draws_a_vae_latent_on_the_bound_at_its_late_stage(tmp_path):
+    """VAE latents on the bound (run_status.bound_k) join the sweep: one ratio panel and one SNR panel per number of
+    K-tuples, x = their K, the SNR the mean over the late checkpoints (750 and 1000 of 1000), each series a
+    comparison; a latent on the ELBO is not drawn."""
+    from experiments.verdict.plots import across_k_rows, claim_across_k
+
+    claim, variance, status = bound_sweep_tables()
+    elbo = claim[claim["latent_id"] == "gaussian_k5"].assign(latent_id="gaussian_elbo")
+    ratios, snr = across_k_rows(pd.concat([claim, elbo]), pd.DataFrame(), variance, status)
+    assert set(ratios["place"]) == {"digits, gaussian(8) (VAE, late)"} and sorted(set(ratios["k"])) == [1, 5, 20, 50]
+    assert len(ratios) == len(claim)
+    late = variance[variance["step"] >= 750].groupby(["latent_id", "measured_n_samples", "estimator_id", "seed"])
+    expected = late["snr_norm"].mean().sort_values().to_numpy()
+    assert np.allclose(np.sort(snr["snr"].to_numpy()), expected)
+    fig = claim_across_k(claim, pd.DataFrame(), 100.0, variance, status)
+    titles = [ax.get_title() for ax in fig.axes if ax.axison]
+    assert titles == [f"digits, gaussian(8) (VAE, late), S={s}: {what}" for what in ("variance ratio", "SNR")
+                      for s in (1, 4)]
+    _check(fig, tmp_path / "claim_across_k.png")

@@ -29,7 +29,9 @@ def _plan(runs, hosts=(), steps=1000, every=300, results="results/s", **fields) 
     """A plan of ``runs`` (each trained at its ``lr``, or 1e-3), shared-checkpoints jobs at ``hosts``."""
     shared = [SharedCheckpointsJob(host=h, measured=(("gumbel", (1,)),)) for h in hosts]
     configs = {r.path: {"train": {"lr": r.lr or 1e-3, "steps": steps}, "variance": {"every": every},
-                        "preset": "jang2017_bernoulli" if r.latent_id == "bern" else None} for r in runs}
+                        "preset": "jang2017_bernoulli" if r.latent_id == "bern" else None,
+                        "objective": {"bound": "iwae", "kl": "exact", "k": 5} if r.latent_id == "gauss"
+                        else {"bound": "elbo", "kl": "exact", "k": 1}} for r in runs}
     return Plan(study="s", results=results, vae_runs=list(runs), shared_jobs=shared, job_configs=configs, **fields)
 
 
@@ -91,6 +93,8 @@ def test_run_status_has_every_planned_run_with_its_rate_preset_host_and_status()
     assert table["host"].tolist() == [True, False, False] and table["lr"].tolist() == [1e-3, 1e-3, 3e-4]
     assert table["preset"].tolist() == ["jang2017_bernoulli", "", "jang2017_bernoulli"]
     assert table["message"].tolist() == ["", "NaN loss", ""] and table["latent"].iloc[1] == "gaussian(4)"
+    assert table["objective"].tolist() == ["elbo, kl exact", "iwae, k=5", "elbo, kl exact"]
+    assert table["bound_k"].tolist()[1] == 5 and table["bound_k"].isna().tolist() == [True, False, True]
     assert run_status(_plan([]), {}, {}).columns.tolist() == RUN_STATUS_COLUMNS
 
 

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from experiments.verdict.claim import stage_boundaries  # noqa: E402
+from experiments.verdict.claim import stage_boundaries, training_stage  # noqa: E402
 from experiments.verdict.tables.claim_summary import STAGE_ORDER, claim_samples  # noqa: E402
 from experiments.verdict.tables.lr_selection import only_selected  # noqa: E402
 from experiments.verdict.tables import estimator_ranking as ranking_mod  # noqa: E402
@@ -178,7 +178,7 @@ def device_timings(cost: pd.DataFrame) -> plt.Figure:
 VERDICT_MARKERS = {"yes": "^", "no": "v", "undecided": "o", "missing": "x"}
 #: Line styles told apart at a glance, in order: a comparator each (the claim figure).
 DASHES = ["-", (0, (6, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (10, 2, 1, 2, 1, 2)), (0, (3, 3)), (0, (14, 4)),
-          (0, (1, 4))]
+          (0, (1, 4)), (0, (2, 2, 8, 2)), (0, (4, 1, 1, 1, 1, 1)), (0, (12, 2, 2, 2)), (0, (8, 4, 2, 4))]
 EXACT_MARKER = "*"
 #: Tallest figure, in inches (4000 pixels at the pipeline's 150 dpi, less room for the titles).
 MAX_HEIGHT_IN = 24.0
@@ -521,37 +521,97 @@ def _k_axis(ax, ks: list[float]) -> None:
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
-def claim_across_k(claim: pd.DataFrame, synth: pd.DataFrame, threshold: float) -> plt.Figure:
-    """The claim on the K-sample bound: for each bound problem with a pathwise-role comparator (pathwise, DReG)
-    and each of its parameters, the declared comparisons' variance ratios against K with their 95% intervals
-    (a row of panels per number of K-tuples S), then every estimator's SNR against K (mean over seeds, band:
-    the seeds' range; a row per S), with the 1/sqrt(K) slope Rainforth et al. 2018 derive for the pathwise
-    encoder gradient drawn through pathwise's SNR at the smallest K. Colour: the estimator; line style: the
-    comparator."""
-    problems = bound_problems(synth)
-    rows = claim[(claim["source"] == "synthetic") & claim["problem"].isin(problems)] if not claim.empty else claim
+def _pathwise_role() -> set[str]:
     import estimators
-    pathwise_role = {n for n in estimators.available() if estimators.estimator_class(n).capabilities.role == "pathwise"}
-    rows = rows[rows["comparator_name"].isin(pathwise_role)] if not rows.empty else rows
+    return {n for n in estimators.available() if estimators.estimator_class(n).capabilities.role == "pathwise"}
+
+
+def bound_latents(run_status: pd.DataFrame) -> dict[tuple[str, str], tuple[float, str]]:
+    """(data set, latent id) -> (K, latent name) of the VAE latents trained on a K-sample bound."""
+    if run_status.empty or "bound_k" not in run_status:
+        return {}
+    rows = run_status[pd.to_numeric(run_status["bound_k"], errors="coerce").notna()]
+    return {(d, i): (float(k), str(n)) for d, i, k, n in zip(rows["dataset"], rows["latent_id"], rows["bound_k"],
+                                                             rows["latent"])}
+
+
+def across_k_rows(claim: pd.DataFrame, synth: pd.DataFrame, variance: pd.DataFrame,
+                  run_status: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The claim across K as two frames with ``place`` (a panel: a synthetic problem and parameter, or a VAE
+    latent on the bound at its late stage), ``samples_``, ``k``: the declared comparisons over a pathwise-role
+    comparator (pathwise, DReG) with their intervals, and every estimator's SNR per seed (``snr``: the
+    synthetic parameter's |mean| / sd, the VAE encoder gradient's ||mean|| / sqrt(trace Cov), the mean over
+    the late checkpoints)."""
+    empty = pd.DataFrame(columns=["place", "samples_", "k", "estimator_id"])
+    if claim.empty:
+        return empty, empty
+    claim = claim[claim["comparator_name"].isin(_pathwise_role())]
+    problems = bound_problems(synth)
+    syn = claim[claim["source"] == "synthetic"]
+    syn = syn[syn["problem"].isin(problems)] if problems else syn.iloc[:0]
+    ratios, snr = [], []
+    if not syn.empty:
+        ratios.append(syn.assign(place=syn["problem"] + ", " + syn["parameter"].astype(str),
+                                 k=syn["setting"].map(lambda s: float(json.loads(s)["k"])),
+                                 samples_=syn["n_samples"].astype(int)))
+        part = synth[synth["problem"].isin(set(syn["problem"]))]
+        part = part.assign(place=part["problem"] + ", " + part["parameter"].astype(str), k=part["k"].astype(float),
+                           samples_=part["n_samples"].astype(int))
+        snr.append(part[["place", "samples_", "k", "estimator_id", "seed", "snr"]])
+    bounds = bound_latents(run_status)
+    if bounds and "latent_id" in claim:
+        keys = list(zip(claim["dataset"], claim["latent_id"]))
+        vae = claim[(claim["source"] == "vae") & pd.Series([key in bounds for key in keys], index=claim.index)
+                    & (claim["stage"] == "late")]
+        ratios.append(vae.assign(place=[f"{d}, {bounds[(d, i)][1]} (VAE, late)" for d, i in zip(vae["dataset"],
+                                                                                                vae["latent_id"])],
+                                 k=[bounds[(d, i)][0] for d, i in zip(vae["dataset"], vae["latent_id"])],
+                                 samples_=vae["samples"].astype(int)))
+        shared = variance_panels(variance)
+        if not shared.empty:
+            shared = shared[[(d, i) in bounds for d, i in zip(shared["dataset"], shared["latent_id"])]]
+        if not shared.empty:
+            final = shared.groupby(["dataset", "latent_id"])["step"].transform("max")
+            late = shared[[training_stage(s, f) == "late" for s, f in zip(shared["step"], final)]]
+            per_seed = late.groupby(["dataset", "latent_id", "samples", "estimator_id", "seed"], as_index=False)[
+                "snr_norm"].mean()
+            snr.append(per_seed.assign(
+                place=[f"{d}, {bounds[(d, i)][1]} (VAE, late)" for d, i in zip(per_seed["dataset"],
+                                                                               per_seed["latent_id"])],
+                k=[bounds[(d, i)][0] for d, i in zip(per_seed["dataset"], per_seed["latent_id"])],
+                samples_=per_seed["samples"].astype(int)).rename(columns={"snr_norm": "snr"})[
+                ["place", "samples_", "k", "estimator_id", "seed", "snr"]])
+    ratios = pd.concat([r for r in ratios if not r.empty]) if any(not r.empty for r in ratios) else empty
+    snr = pd.concat([r for r in snr if not r.empty]) if any(not r.empty for r in snr) else empty
+    return ratios, snr
+
+
+def claim_across_k(claim: pd.DataFrame, synth: pd.DataFrame, threshold: float, variance: pd.DataFrame | None = None,
+                   run_status: pd.DataFrame | None = None) -> plt.Figure:
+    """The claim on the K-sample bound (``across_k_rows``): for each synthetic bound problem and parameter, and
+    each VAE latent trained on the bound (at its late checkpoints), the declared comparisons over a pathwise-role
+    comparator (pathwise, DReG) against K with their 95% intervals (a row of panels per number of K-tuples S),
+    then every estimator's SNR against K (mean over seeds, band: the seeds' range; a row per S), with the
+    1/sqrt(K) slope Rainforth et al. 2018 derive for the pathwise encoder gradient drawn through pathwise's SNR
+    at the smallest K. Colour: the estimator; line style: the comparator."""
+    empty = pd.DataFrame()
+    rows, snr = across_k_rows(claim, synth, empty if variance is None else variance,
+                              empty if run_status is None else run_status)
     if rows.empty:
-        return _empty("The claim across K (K-sample bound)", "no bound problem with a pathwise comparator here")
-    rows = rows.assign(k=rows["setting"].map(lambda s: float(json.loads(s)["k"])),
-                       samples_=rows["n_samples"].astype(int))
-    snr = synth[synth["problem"].isin(set(rows["problem"]))]
-    snr = snr.assign(samples_=snr["n_samples"].astype(int), k=snr["k"].astype(float))
-    places = list(dict.fromkeys(zip(rows["problem"], rows["parameter"])))
+        return _empty("The claim across K (K-sample bound)", "no bound setting with a pathwise comparator here")
+    places = list(dict.fromkeys(rows["place"]))
     samples = sorted(set(rows["samples_"]))
-    ks = sorted(set(rows["k"]))
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     estimators_ = list(dict.fromkeys([*rows["estimator_id"], *rows["comparator_id"], *snr["estimator_id"]]))
     colours = {e: palette[i % len(palette)] for i, e in enumerate(estimators_)}
     styles = dict(zip(dict.fromkeys(rows["comparator_id"]), DASHES))
-    fig, axes = _grid(2 * len(samples) * len(places), 3.4, 2.5, extra_h=1.4, max_cols=len(places))
+    # A row per (S, ratio or SNR), a column per place; one place: its S side by side instead.
+    fig, axes = _grid(2 * len(samples) * len(places), 3.4, 2.5, extra_h=1.4,
+                      max_cols=len(places) if len(places) > 1 else len(samples))
     grid = iter(axes)
     for s in samples:
-        for problem, parameter in places:
-            ax, part = next(grid), rows[(rows["problem"] == problem) & (rows["parameter"] == parameter)
-                                        & (rows["samples_"] == s)]
+        for place in places:
+            ax, part = next(grid), rows[(rows["place"] == place) & (rows["samples_"] == s)]
             for (est, comp), series in part.groupby(["estimator_id", "comparator_id"], sort=False):
                 series = series.sort_values("k")
                 ratio = series["variance_ratio"].astype(float)
@@ -560,15 +620,13 @@ def claim_across_k(claim: pd.DataFrame, synth: pd.DataFrame, threshold: float) -
                                 color=colours[est], alpha=0.12, lw=0)
             ax.axhline(threshold, color="grey", ls="--", lw=0.8)
             ax.axhline(1, color="black", lw=0.5)
-            _k_axis(ax, ks)
-            ax.set_title(f"{problem}, {parameter}, S={s}: variance ratio", fontsize=7)
-            ax.set_xlabel("K (samples in the bound)", fontsize=7)
+            _k_axis(ax, sorted(set(rows.loc[rows["place"] == place, "k"])))
+            ax.set_title(f"{place}, S={s}: variance ratio", fontsize=7)
             ax.set_ylabel("variance ratio", fontsize=7)
-            ax.tick_params(which="both", labelsize=6)
     for s in samples:
-        for problem, parameter in places:
+        for place in places:
             ax = next(grid)
-            part = snr[(snr["problem"] == problem) & (snr["parameter"] == parameter) & (snr["samples_"] == s)]
+            part = snr[(snr["place"] == place) & (snr["samples_"] == s)]
             per_k = part.groupby(["estimator_id", "k"], sort=False)["snr"].agg(["mean", "min", "max"])
             for est, series in per_k.groupby(level="estimator_id", sort=False):
                 series = series.sort_index(level="k")
@@ -579,11 +637,12 @@ def claim_across_k(claim: pd.DataFrame, synth: pd.DataFrame, threshold: float) -
                 base = per_k.loc["pathwise"].sort_index()
                 at = np.array(base.index, dtype=float)
                 ax.plot(at, base["mean"].iloc[0] * np.sqrt(at[0] / at), color="grey", ls=":", lw=1)
-            _k_axis(ax, ks)
-            ax.set_title(f"{problem}, {parameter}, S={s}: SNR |mean| / sd", fontsize=7)
-            ax.set_xlabel("K (samples in the bound)", fontsize=7)
+            _k_axis(ax, sorted(set(rows.loc[rows["place"] == place, "k"])))
+            ax.set_title(f"{place}, S={s}: SNR", fontsize=7)
             ax.set_ylabel("signal-to-noise ratio", fontsize=7)
-            ax.tick_params(which="both", labelsize=6)
+    for ax in axes:
+        ax.set_xlabel("K (samples in the bound)", fontsize=7)
+        ax.tick_params(which="both", labelsize=6)
     handles = ([plt.Line2D([], [], color=colours[e], lw=2.5) for e in estimators_]
                + [plt.Line2D([], [], color="black", ls=st, lw=1.2) for st in styles.values()]
                + [plt.Line2D([], [], color="grey", ls=":", lw=1)])
@@ -631,15 +690,17 @@ FIGURES: dict[str, FigureSpec] = {
         "REINFORCE / pathwise variance ratio against dimension for f = sum z_i^2, z ~ N(1, I_D), with the "
         "closed-form curve (experiments/synthetic/closed_form.py) and the claim's threshold."),
     "claim_across_k": FigureSpec(
-        lambda t, thr: claim_across_k(t["variance_claim"], t["synthetic_all"], thr),
+        lambda t, thr: claim_across_k(t["variance_claim"], t["synthetic_all"], thr, t["vae_variance"], t["run_status"]),
         "The claim on multi-sample bounds: on each synthetic K-sample bound problem with a Normal latent "
-        "(gaussian_iwae), the declared comparisons over the pathwise (IWAE) gradient and over DReG, the ratio of "
-        "the score-function estimator's gradient variance to the comparator's against K, with its 95% interval over "
-        "seeds (band), a row of panels per number S of K-tuples per estimate and a column per parameter (loc and "
-        "scale are q's, weight the model's); below, every estimator's signal-to-noise ratio |mean| / sd against K "
-        "(mean over seeds, band: the seeds' range), with the 1/sqrt(K) fall Rainforth et al. 2018 derive for the "
-        "pathwise encoder gradient drawn through pathwise's SNR at the smallest K. Colour: the estimator; line "
-        "style: the comparator; dashed: the claim's threshold."),
+        "(gaussian_iwae; a column per parameter: loc and scale are q's, weight the model's) and on each VAE latent "
+        "trained on the bound (run_status.bound_k; its late checkpoints), the declared comparisons over the "
+        "pathwise (IWAE) gradient and over DReG: the ratio of the score-function estimator's gradient variance to "
+        "the comparator's against K, with its 95% interval over seeds (band), a row of panels per number S of "
+        "K-tuples per estimate; below, every estimator's signal-to-noise ratio against K (synthetic: |mean| / sd; "
+        "VAE: ||mean|| / sqrt(trace Cov) of the encoder gradient, the mean over the late checkpoints; mean over "
+        "seeds, band: the seeds' range), with the 1/sqrt(K) fall Rainforth et al. 2018 derive for the pathwise "
+        "encoder gradient drawn through pathwise's SNR at the smallest K. Colour: the estimator; line style: the "
+        "comparator; dashed: the claim's threshold."),
     "variance_along_training": FigureSpec(
         lambda t, thr: variance_along_training(t["vae_variance"]),
         "Variance of every estimator along the whole training run, on the same network: the total "
@@ -683,4 +744,5 @@ FIGURES: dict[str, FigureSpec] = {
         lambda t, thr: device_timings(t["cost_table"]),
         "Seconds per VAE training step, per estimator and device."),
 }
-FIGURE_TABLES = ("variance_claim", "synthetic_all", "vae_metrics", "vae_variance", "cost_table", "estimator_ranking")
+FIGURE_TABLES = ("variance_claim", "synthetic_all", "vae_metrics", "vae_variance", "cost_table", "estimator_ranking",
+                 "run_status")

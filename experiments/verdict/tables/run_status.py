@@ -6,7 +6,15 @@ import pandas as pd
 from experiments.verdict.tables.table import Table
 
 RUN_STATUS_COLUMNS = ["run", "dataset", "latent_id", "latent", "estimator_id", "n_samples", "device", "seed", "lr",
-                      "preset", "host", "status", "step", "message"]
+                      "preset", "objective", "bound_k", "host", "status", "step", "message"]
+
+
+def objective_columns(objective: dict) -> dict:
+    """``objective`` (in words: ``elbo, kl exact`` or ``iwae, k=5``) and ``bound_k`` (the K of the K-sample
+    bound; None for the ELBO) of a run's resolved ``objective`` settings."""
+    if objective["bound"] == "iwae":
+        return {"objective": f"iwae, k={int(objective['k'])}", "bound_k": int(objective["k"])}
+    return {"objective": f"elbo, kl {objective['kl']}", "bound_k": None}
 
 
 def run_status(plan, statuses: dict[str, dict], names: dict[str, str]) -> pd.DataFrame:
@@ -21,7 +29,8 @@ def run_status(plan, statuses: dict[str, dict], names: dict[str, str]) -> pd.Dat
         rows.append({"run": f"{plan.results}/{run.path}", "dataset": run.dataset, "latent_id": run.latent_id,
                      "latent": names[run.latent_id], "estimator_id": run.estimator_id, "n_samples": run.n_samples,
                      "device": run.device, "seed": run.seed, "lr": config["train"]["lr"],
-                     "preset": config.get("preset") or "", "host": run in hosts,
+                     "preset": config.get("preset") or "", **objective_columns(config["objective"]),
+                     "host": run in hosts,
                      "status": status["status"], "step": status["step"], "message": status.get("message", "")})
     return pd.DataFrame(rows, columns=RUN_STATUS_COLUMNS)
 
