@@ -352,11 +352,13 @@ def test_the_claim_across_k_draws_a_vae_latent_on_the_bound_at_its_late_stage(tm
     """VAE latents on the bound (run_status.bound_k) join the sweep: one ratio panel and one SNR panel per number of
     K-tuples, x = their K, the SNR the mean over the late checkpoints (750 and 1000 of 1000), each series a
     comparison; a latent on the ELBO is not drawn."""
-    from experiments.verdict.plots import across_k_rows, claim_across_k
+    from experiments.verdict.across_k import ratio_rows
+    from experiments.verdict.plots import across_k_snr, claim_across_k
 
     claim, variance, status = bound_sweep_tables()
     elbo = claim[claim["latent_id"] == "gaussian_k5"].assign(latent_id="gaussian_elbo")
-    ratios, snr = across_k_rows(pd.concat([claim, elbo]), pd.DataFrame(), variance, status)
+    ratios = ratio_rows(pd.concat([claim, elbo]), status)
+    snr = across_k_snr(pd.DataFrame(), variance, ratios, status)
     assert set(ratios["place"]) == {"digits, gaussian(8) (VAE, late)"} and sorted(set(ratios["k"])) == [1, 5, 20, 50]
     assert len(ratios) == len(claim)
     late = variance[variance["step"] >= 750].groupby(["latent_id", "measured_n_samples", "estimator_id", "seed"])

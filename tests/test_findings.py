@@ -134,3 +134,44 @@ def test_write_findings_reads_the_tables_folder(tmp_path, text):
     agg.claim_summary(claim, 100).to_csv(tables / "claim_summary.csv", index=False)
     path = findings.write_findings(tables, 100)
     assert path == tables.parent / "findings.md" and path.read_text() == text
+
+
+def _bound_claim(source: str = "synthetic") -> pd.DataFrame:
+    """Plain REINFORCE and VIMCO over pathwise and over DReG across K: on gaussian_iwae's loc and scale (synthetic),
+    or on VAE latents gk1..gk20 at every stage (``source="vae"``)."""
+    rows = []
+    for k, over_pathwise, over_dreg in ((1, 5.0, 20.0), (5, 50.0, 3e3), (20, 700.0, 8e5)):
+        for est, name, factor in (("reinforce", "reinforce", 1.0), ("vimco", "vimco", 0.01)):
+            if name == "vimco" and k == 1:
+                continue
+            for comparator, ratio in (("pathwise", over_pathwise), ("dreg", over_dreg)):
+                place = {"dim": 1, "k": k} if source == "synthetic" else "late"
+                for where in (["loc", "scale"] if source == "synthetic" else ["early", "late"]):
+                    extra = {"parameter": where} if source == "synthetic" else {"stage": where}
+                    row = _row("gaussian_iwae" if source == "synthetic" else f"vae gk{k}", "c", est, comparator,
+                               place, ratio * factor * (2 if where in ("scale", "early") else 1), "no", **extra)
+                    row.update(estimator_name=name, comparator_name=comparator)
+                    if source == "synthetic":
+                        row["problem"] = "gaussian_iwae"
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_the_claim_across_k_at_the_first_place_from_the_smallest_k_to_the_largest():
+    sentence = findings.across_k(_bound_claim(), 100)
+    assert sentence == (
+        "On the K-sample bound (gaussian_iwae, loc, S=1 K-tuples): plain REINFORCE over pathwise from 5 [4.17, 6] "
+        "at K=1 to 700 [583, 840] at K=20 and over dreg from 20 [16.7, 24] at K=1 to 8e+05 [6.67e+05, 9.6e+05] at "
+        "K=20; VIMCO over pathwise from 0.5 [0.417, 0.6] at K=5 to 7 [5.83, 8.4] at K=20 and over dreg from 30 "
+        "[25, 36] at K=5 to 8e+03 [6.67e+03, 9.6e+03] at K=20 (the claim's threshold is 100).")
+    assert findings.across_k(_claim(), 100) is None          # no bound setting: left out
+
+
+def test_the_claim_across_k_on_a_vae_needs_the_run_status_to_know_its_k():
+    claim = _bound_claim("vae")
+    status = pd.DataFrame({"dataset": "digits", "latent_id": ["gk1", "gk5", "gk20"], "latent": "gaussian(8)",
+                           "bound_k": [1, 5, 20]})
+    assert findings.across_k(claim, 100) is None
+    sentence = findings.across_k(claim, 100, status)
+    assert sentence.startswith("On the K-sample bound (digits, gaussian(8) (VAE, late), S=1 K-tuples): plain "
+                               "REINFORCE over pathwise from 5 [4.17, 6] at K=1 to 700 [583, 840] at K=20")

@@ -10,7 +10,10 @@ sentences of markdown, each with its numbers and their 95% intervals over seeds:
 4. the dimension at which the ratio crosses the threshold (the quadratic in D dimensions);
 5. where REINFORCE beats pathwise (the whole interval below 1) on the synthetic problems;
 6. the discrete analogue: plain REINFORCE over each relaxation on the discrete latents (or toys);
-7. what the relaxations pay for their lower variance: the MSE ratio beside the variance ratio.
+7. what the relaxations pay for their lower variance: the MSE ratio beside the variance ratio;
+8. the claim across K on the K-sample bound (``across_k``): plain REINFORCE and VIMCO over pathwise and over DReG
+   from the smallest K to the largest, on a VAE latent trained on the bound where the study has one (its late
+   stage; ``run_status`` says which), else on the synthetic bound problem.
 
 A sentence whose rows the study does not have is left out. ``write_findings(tables)`` reads the two tables
 from a study's tables folder and writes ``findings.md`` beside that folder (``results/STUDY/findings.md``).
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.verdict import across_k as bound
 from experiments.verdict.tables import claim_summary as agg
 
 FILENAME = "findings.md"
@@ -229,13 +233,48 @@ def relaxation_bias(claim: pd.DataFrame, threshold: float) -> str | None:
             f"plain REINFORCE's MSE is {mse} times its, against a variance ratio of {_ratio(row)}.")
 
 
-SENTENCES = (overall, vae_plain, vae_baselines, dimension_crossing, reinforce_wins, discrete, relaxation_bias)
+def across_k(claim: pd.DataFrame, threshold: float, run_status: pd.DataFrame | None = None) -> str | None:
+    """The claim across K at one place (a VAE latent on the bound, late, else the first synthetic bound problem's
+    first parameter), at its smallest number of K-tuples: plain REINFORCE and VIMCO over pathwise and over DReG,
+    from the smallest K measured to the largest."""
+    rows = bound.ratio_rows(claim, run_status)
+    rows = rows[np.isfinite(rows["variance_ratio"].astype(float))] if len(rows) else rows
+    if rows.empty:
+        return None
+    vae = rows[rows["source"] == "vae"]
+    rows = vae if len(vae) else rows
+    rows = rows[(rows["place"] == rows["place"].iloc[0]) & (rows["samples_"] == rows["samples_"].min())]
+    plain, parts = _plain_ids(claim), []
+    for label, ids in (("plain REINFORCE", plain), ("VIMCO", set(rows.loc[rows["estimator_name"] == "vimco",
+                                                                           "estimator_id"]))):
+        said = []
+        for comparator in dict.fromkeys(rows["comparator_id"]):
+            part = rows[rows["estimator_id"].isin(ids) & (rows["comparator_id"] == comparator)].sort_values("k")
+            part = part[part["estimator_id"] == part["estimator_id"].iloc[0]] if len(part) else part
+            if len(part) >= 2:
+                first, last = part.iloc[0], part.iloc[-1]
+                said.append(f"over {comparator} from {_ratio(first)} at K={first['k']:g} to {_ratio(last)} at "
+                            f"K={last['k']:g}")
+        if said:
+            parts.append(f"{label} " + " and ".join(said))
+    if not parts:
+        return None
+    where = rows["place"].iloc[0]
+    return (f"On the K-sample bound ({where}, S={int(rows['samples_'].iloc[0])} K-tuples): " + "; ".join(parts)
+            + f" (the claim's threshold is {threshold:g}).")
 
 
-def findings(claim: pd.DataFrame, summary: pd.DataFrame, threshold: float = 100.0) -> str:
+SENTENCES = (overall, vae_plain, vae_baselines, dimension_crossing, reinforce_wins, discrete, relaxation_bias,
+             across_k)
+
+
+def findings(claim: pd.DataFrame, summary: pd.DataFrame, threshold: float = 100.0,
+             run_status: pd.DataFrame | None = None) -> str:
     """``findings.md``: a title line and at most ``MAX_SENTENCES`` sentences, one a bullet (``SENTENCES``, in
-    order, each left out where the study has no rows for it); ``summary`` gives the number of summary rows."""
-    said = [s for s in (sentence(claim, threshold) for sentence in SENTENCES) if s][:MAX_SENTENCES]
+    order, each left out where the study has no rows for it); ``summary`` gives the number of summary rows;
+    ``run_status`` says which VAE latents are trained on the K-sample bound (``across_k``)."""
+    said = [s for s in (sentence(claim, threshold, run_status) if sentence is across_k else sentence(claim, threshold)
+                        for sentence in SENTENCES) if s][:MAX_SENTENCES]
     head = (f"Findings, generated from `tables/variance_claim.csv` ({len(claim)} rows) and "
             f"`tables/claim_summary.csv` ({len(summary)} rows); intervals are 95% over seeds.")
     if not said:
@@ -248,8 +287,9 @@ def write_findings(tables: str | Path, threshold: float = 100.0, out: str | Path
     ``out`` (default: beside the tables folder, ``results/STUDY/findings.md``). Returns the path written."""
     tables = Path(tables)
     claim, summary = (_read(tables / f"{name}.csv") for name in ("variance_claim", "claim_summary"))
+    status = _read(tables / "run_status.csv") if (tables / "run_status.csv").exists() else None
     path = Path(out) if out is not None else tables.parent / FILENAME
-    path.write_text(findings(claim, summary, threshold))
+    path.write_text(findings(claim, summary, threshold, status))
     return path
 
 

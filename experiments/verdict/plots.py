@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from experiments.verdict import across_k  # noqa: E402
 from experiments.verdict.claim import stage_boundaries, training_stage  # noqa: E402
 from experiments.verdict.tables.claim_summary import STAGE_ORDER, claim_samples  # noqa: E402
 from experiments.verdict.tables.lr_selection import only_selected  # noqa: E402
@@ -503,17 +504,6 @@ def variance_along_training(variance: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def bound_problems(synth: pd.DataFrame) -> list[str]:
-    """The synthetic problems of ``synth`` that are a K-sample bound: those where an estimator of the bound
-    itself (``capabilities.objective == "iwae"``: vimco, dreg) was measured, in the table's order."""
-    if synth.empty or "estimator_name" not in synth:
-        return []
-    import estimators
-    own = {name for name in estimators.available()
-           if estimators.estimator_class(name).capabilities.objective == "iwae"}
-    return list(dict.fromkeys(synth.loc[synth["estimator_name"].isin(own), "problem"]))
-
-
 def _k_axis(ax, ks: list[float]) -> None:
     """Log-log axes with the study's K values as the x ticks."""
     ax.set(xscale="log", yscale="log")
@@ -521,82 +511,48 @@ def _k_axis(ax, ks: list[float]) -> None:
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
-def _pathwise_role() -> set[str]:
-    import estimators
-    return {n for n in estimators.available() if estimators.estimator_class(n).capabilities.role == "pathwise"}
-
-
-def bound_latents(run_status: pd.DataFrame) -> dict[tuple[str, str], tuple[float, str]]:
-    """(data set, latent id) -> (K, latent name) of the VAE latents trained on a K-sample bound."""
-    if run_status.empty or "bound_k" not in run_status:
-        return {}
-    rows = run_status[pd.to_numeric(run_status["bound_k"], errors="coerce").notna()]
-    return {(d, i): (float(k), str(n)) for d, i, k, n in zip(rows["dataset"], rows["latent_id"], rows["bound_k"],
-                                                             rows["latent"])}
-
-
-def across_k_rows(claim: pd.DataFrame, synth: pd.DataFrame, variance: pd.DataFrame,
-                  run_status: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The claim across K as two frames with ``place`` (a panel: a synthetic problem and parameter, or a VAE
-    latent on the bound at its late stage), ``samples_``, ``k``: the declared comparisons over a pathwise-role
-    comparator (pathwise, DReG) with their intervals, and every estimator's SNR per seed (``snr``: the
-    synthetic parameter's |mean| / sd, the VAE encoder gradient's ||mean|| / sqrt(trace Cov), the mean over
-    the late checkpoints)."""
-    empty = pd.DataFrame(columns=["place", "samples_", "k", "estimator_id"])
-    if claim.empty:
-        return empty, empty
-    claim = claim[claim["comparator_name"].isin(_pathwise_role())]
-    problems = bound_problems(synth)
-    syn = claim[claim["source"] == "synthetic"]
-    syn = syn[syn["problem"].isin(problems)] if problems else syn.iloc[:0]
-    ratios, snr = [], []
-    if not syn.empty:
-        ratios.append(syn.assign(place=syn["problem"] + ", " + syn["parameter"].astype(str),
-                                 k=syn["setting"].map(lambda s: float(json.loads(s)["k"])),
-                                 samples_=syn["n_samples"].astype(int)))
-        part = synth[synth["problem"].isin(set(syn["problem"]))]
+def across_k_snr(synth: pd.DataFrame, variance: pd.DataFrame, ratios: pd.DataFrame,
+                 run_status: pd.DataFrame) -> pd.DataFrame:
+    """Every estimator's SNR per seed at the places of ``ratios`` (``across_k.ratio_rows``): a synthetic
+    parameter's |mean| / sd, a VAE encoder gradient's ||mean|| / sqrt(trace Cov), the mean over its late
+    checkpoints."""
+    parts = []
+    problems = set(ratios.loc[ratios["source"] == "synthetic", "problem"]) if "problem" in ratios else set()
+    if problems and not synth.empty:
+        part = synth[synth["problem"].isin(problems)]
         part = part.assign(place=part["problem"] + ", " + part["parameter"].astype(str), k=part["k"].astype(float),
                            samples_=part["n_samples"].astype(int))
-        snr.append(part[["place", "samples_", "k", "estimator_id", "seed", "snr"]])
-    bounds = bound_latents(run_status)
-    if bounds and "latent_id" in claim:
-        keys = list(zip(claim["dataset"], claim["latent_id"]))
-        vae = claim[(claim["source"] == "vae") & pd.Series([key in bounds for key in keys], index=claim.index)
-                    & (claim["stage"] == "late")]
-        ratios.append(vae.assign(place=[f"{d}, {bounds[(d, i)][1]} (VAE, late)" for d, i in zip(vae["dataset"],
-                                                                                                vae["latent_id"])],
-                                 k=[bounds[(d, i)][0] for d, i in zip(vae["dataset"], vae["latent_id"])],
-                                 samples_=vae["samples"].astype(int)))
-        shared = variance_panels(variance)
-        if not shared.empty:
-            shared = shared[[(d, i) in bounds for d, i in zip(shared["dataset"], shared["latent_id"])]]
-        if not shared.empty:
-            final = shared.groupby(["dataset", "latent_id"])["step"].transform("max")
-            late = shared[[training_stage(s, f) == "late" for s, f in zip(shared["step"], final)]]
-            per_seed = late.groupby(["dataset", "latent_id", "samples", "estimator_id", "seed"], as_index=False)[
-                "snr_norm"].mean()
-            snr.append(per_seed.assign(
-                place=[f"{d}, {bounds[(d, i)][1]} (VAE, late)" for d, i in zip(per_seed["dataset"],
-                                                                               per_seed["latent_id"])],
-                k=[bounds[(d, i)][0] for d, i in zip(per_seed["dataset"], per_seed["latent_id"])],
-                samples_=per_seed["samples"].astype(int)).rename(columns={"snr_norm": "snr"})[
-                ["place", "samples_", "k", "estimator_id", "seed", "snr"]])
-    ratios = pd.concat([r for r in ratios if not r.empty]) if any(not r.empty for r in ratios) else empty
-    snr = pd.concat([r for r in snr if not r.empty]) if any(not r.empty for r in snr) else empty
-    return ratios, snr
+        parts.append(part[["place", "samples_", "k", "estimator_id", "seed", "snr"]])
+    bounds = across_k.bound_latents(run_status)
+    shared = variance_panels(variance) if bounds else pd.DataFrame()
+    if not shared.empty:
+        shared = shared[[(d, i) in bounds for d, i in zip(shared["dataset"], shared["latent_id"])]]
+    if not shared.empty:
+        final = shared.groupby(["dataset", "latent_id"])["step"].transform("max")
+        late = shared[[training_stage(s, f) == "late" for s, f in zip(shared["step"], final)]]
+        per_seed = late.groupby(["dataset", "latent_id", "samples", "estimator_id", "seed"], as_index=False)[
+            "snr_norm"].mean()
+        keys = list(zip(per_seed["dataset"], per_seed["latent_id"]))
+        per_seed = per_seed.assign(place=[across_k.vae_place(d, bounds[(d, i)][1]) for d, i in keys],
+                                   k=[bounds[key][0] for key in keys], samples_=per_seed["samples"].astype(int))
+        parts.append(per_seed.rename(columns={"snr_norm": "snr"})[["place", "samples_", "k", "estimator_id", "seed",
+                                                                   "snr"]])
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts) if parts else pd.DataFrame(columns=["place", "samples_", "k", "estimator_id", "snr"])
 
 
 def claim_across_k(claim: pd.DataFrame, synth: pd.DataFrame, threshold: float, variance: pd.DataFrame | None = None,
                    run_status: pd.DataFrame | None = None) -> plt.Figure:
-    """The claim on the K-sample bound (``across_k_rows``): for each synthetic bound problem and parameter, and
-    each VAE latent trained on the bound (at its late checkpoints), the declared comparisons over a pathwise-role
-    comparator (pathwise, DReG) against K with their 95% intervals (a row of panels per number of K-tuples S),
-    then every estimator's SNR against K (mean over seeds, band: the seeds' range; a row per S), with the
-    1/sqrt(K) slope Rainforth et al. 2018 derive for the pathwise encoder gradient drawn through pathwise's SNR
-    at the smallest K. Colour: the estimator; line style: the comparator."""
+    """The claim on the K-sample bound (``across_k.ratio_rows``, ``across_k_snr``): for each synthetic bound
+    problem and parameter, and each VAE latent trained on the bound (at its late checkpoints), the declared
+    comparisons over a pathwise-role comparator (pathwise, DReG) against K with their 95% intervals (a row of
+    panels per number of K-tuples S), then every estimator's SNR against K (mean over seeds, band: the seeds'
+    range; a row per S), with the 1/sqrt(K) slope Rainforth et al. 2018 derive for the pathwise encoder gradient
+    drawn through pathwise's SNR at the smallest K. Colour: the estimator; line style: the comparator."""
     empty = pd.DataFrame()
-    rows, snr = across_k_rows(claim, synth, empty if variance is None else variance,
-                              empty if run_status is None else run_status)
+    variance, run_status = (empty if t is None else t for t in (variance, run_status))
+    rows = across_k.ratio_rows(claim, run_status)
+    snr = across_k_snr(synth, variance, rows, run_status) if not rows.empty else rows
     if rows.empty:
         return _empty("The claim across K (K-sample bound)", "no bound setting with a pathwise comparator here")
     places = list(dict.fromkeys(rows["place"]))
