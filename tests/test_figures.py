@@ -338,7 +338,8 @@ def bound_sweep_tables(ks=(1, 5, 20, 50), seeds=(0, 1, 2), steps=(0, 250, 500, 7
             for est in ["pathwise", "dreg", "reinforce"]:
                 for seed in seeds:
                     for step in steps:
-                        variance.append({"experiment": "vae", "dataset": "digits", "latent": "gaussian(8)",
+                        # the tables name same-label latents apart by their id (inputs.latent_names)
+                        variance.append({"experiment": "vae", "dataset": "digits", "latent": f"gaussian(8) {latent_id}",
                                          "latent_id": latent_id, "estimator_id": est, "estimator_name": est,
                                          "seed": seed, "device": "cpu", "step": step, "protocol": "shared_checkpoints",
                                          "measured_n_samples": samples, "n_samples": 1, "selected": True,

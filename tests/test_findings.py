@@ -169,8 +169,8 @@ def test_the_claim_across_k_at_the_first_place_from_the_smallest_k_to_the_larges
 
 def test_the_claim_across_k_on_a_vae_needs_the_run_status_to_know_its_k():
     claim = _bound_claim("vae")
-    status = pd.DataFrame({"dataset": "digits", "latent_id": ["gk1", "gk5", "gk20"], "latent": "gaussian(8)",
-                           "bound_k": [1, 5, 20]})
+    status = pd.DataFrame({"dataset": "digits", "latent_id": ["gk1", "gk5", "gk20"],
+                           "latent": ["gaussian(8) gk1", "gaussian(8) gk5", "gaussian(8) gk20"], "bound_k": [1, 5, 20]})
     assert findings.across_k(claim, 100) is None
     sentence = findings.across_k(claim, 100, status)
     assert sentence.startswith("On the K-sample bound (digits, gaussian(8) (VAE, late), S=1 K-tuples): plain "

@@ -36,12 +36,14 @@ def bound_problems(claim: pd.DataFrame) -> list[str]:
 
 
 def bound_latents(run_status: pd.DataFrame) -> dict[tuple[str, str], tuple[float, str]]:
-    """(data set, latent id) -> (K, latent name) of the VAE latents trained on a K-sample bound."""
+    """(data set, latent id) -> (K, latent name) of the VAE latents trained on a K-sample bound. The name is the
+    latent's label without the id that tells same-label latents apart in the tables (``inputs.latent_names``:
+    ``gaussian(8) gaussian_k5``), so that the latents of one sweep over K share a place."""
     if run_status is None or run_status.empty or "bound_k" not in run_status:
         return {}
     rows = run_status[pd.to_numeric(run_status["bound_k"], errors="coerce").notna()]
-    return {(d, i): (float(k), str(n)) for d, i, k, n in zip(rows["dataset"], rows["latent_id"], rows["bound_k"],
-                                                             rows["latent"])}
+    return {(d, i): (float(k), str(n).removesuffix(f" {i}"))
+            for d, i, k, n in zip(rows["dataset"], rows["latent_id"], rows["bound_k"], rows["latent"])}
 
 
 def vae_place(dataset: str, name: str) -> str:

@@ -41,7 +41,7 @@ for name, frame in tables.items():
     if f"{name}.tex" in outputs:
         atomic_write_text(outputs[f"{name}.tex"], REGISTRY[name].latex(frame))
 claim, run_status = tables["variance_claim"], tables["run_status"]
-atomic_write_text(sm.output.findings, findings(claim, tables["claim_summary"], threshold))   # the answer in words
+atomic_write_text(sm.output.findings, findings(claim, tables["claim_summary"], threshold, run_status))  # in words
 not_completed = run_status[run_status.status != "completed"]
 log.info("aggregated %d synthetic rows, %d VAE runs (%d not completed), %d claim rows (%s)",
          len(tables["synthetic_all"]), len(run_status), len(not_completed), len(claim),
