@@ -419,6 +419,26 @@ def iwae_bound_by_quadrature(log_weight, loc: Tensor, scale: Tensor, k: int, shi
     return shift.detach() + (integrand.sum() - 0.5 * (integrand[0] + integrand[-1])) * (us[1] - us[0])
 
 
+def _linear_gaussian_log_weight(x: float, noise: float):
+    r"""``build_log_weight(loc, scale, weight) -> (f, q)`` of the linear-Gaussian model of ``gaussian_iwae`` and
+    ``gaussian_elbo``: :math:`q = \mathcal N(\mu, s^2)` and its log-weight :math:`f(z) = \log p_\theta(x, z) - \log
+    q(z)` said apart as ``estimators.base.LogQSplit``, :math:`z \sim \mathcal N(0, 1)`, :math:`x \mid z \sim
+    \mathcal N(\theta z, \sigma^2)`."""
+    from estimators.base import LogQSplit
+
+    log_norm = math.log(2 * math.pi)
+
+    def log_joint(weight):
+        def rest(z):
+            return (-0.5 * z.pow(2) - 0.5 * ((x - weight * z) / noise).pow(2) - math.log(noise) - log_norm).sum(-1)
+        return rest
+
+    def build_log_weight(loc, scale, weight):
+        q = _normal(loc, scale)
+        return LogQSplit(log_joint(weight), q), q
+    return build_log_weight
+
+
 def gaussian_iwae(k: int = 5, x: float = 1.5, noise: float = 1.0) -> Problem:
     r"""The K-sample importance-weighted bound of a linear-Gaussian model: Normal latent, reference by quadrature.
 
@@ -433,19 +453,9 @@ def gaussian_iwae(k: int = 5, x: float = 1.5, noise: float = 1.0) -> Problem:
     Monte Carlo estimate of the bound at K = 5 and 50 within 5 standard errors of 3e-4:
     ``tests/test_estimators_iv_pathwise.py``; refining both grids moves the gradient by under 1e-13).
     """
-    from estimators.base import LogQSplit
     from estimators.iwae import k_sample_bound, k_tuples
 
-    log_norm = math.log(2 * math.pi)
-
-    def log_joint(weight):
-        def rest(z):
-            return (-0.5 * z.pow(2) - 0.5 * ((x - weight * z) / noise).pow(2) - math.log(noise) - log_norm).sum(-1)
-        return rest
-
-    def build_log_weight(loc, scale, weight):
-        q = _normal(loc, scale)
-        return LogQSplit(log_joint(weight), q), q
+    build_log_weight = _linear_gaussian_log_weight(x, noise)
 
     def build(loc, scale, weight):
         f, q = build_log_weight(loc, scale, weight)
@@ -484,20 +494,9 @@ def gaussian_elbo(gap: float = 1.0, x: float = 1.5, noise: float = 1.0) -> Probl
     :math:`g^2` (it is kept above 0 here: at :math:`g = 0` q's exact gradient is 0 too, and a zero-variance
     estimate of a zero gradient has no scale to tell rounding from noise).
     """
-    from estimators.base import LogQSplit
-
     post_var = noise**2 / (noise**2 + 1.0)
     post_mean, post_sd = x * post_var / noise**2, math.sqrt(post_var)
     log_norm = math.log(2 * math.pi)
-
-    def rest(weight):
-        def log_joint(z):
-            return (-0.5 * z.pow(2) - 0.5 * ((x - weight * z) / noise).pow(2) - math.log(noise) - log_norm).sum(-1)
-        return log_joint
-
-    def build(loc, scale, weight):
-        q = _normal(loc, scale)
-        return LogQSplit(rest(weight), q), q
 
     def expectation(loc, scale, weight):
         log_joint = (-0.5 * (loc.pow(2) + scale.pow(2)) - 0.5 * ((x - weight * loc).pow(2) + weight.pow(2)
@@ -508,7 +507,7 @@ def gaussian_elbo(gap: float = 1.0, x: float = 1.5, noise: float = 1.0) -> Probl
     return Problem(
         name="gaussian_elbo", family="Normal",
         params={"loc": _t([post_mean + gap * post_sd]), "scale": _t([post_sd * (1 + gap)]), "weight": _t([1.0])},
-        build=build, expectation=expectation, info={"gap": gap, "dim": 1},
+        build=_linear_gaussian_log_weight(x, noise), expectation=expectation, info={"gap": gap, "dim": 1},
     )
 
 
