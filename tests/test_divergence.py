@@ -25,10 +25,10 @@ def _config(seed: int = 0, **extra):
 
 def test_the_record_keeps_the_first_bad_step_and_what_went_bad():
     rec = DivergenceRecord(3, torch.device("cpu"))
-    ok = torch.tensor([True, True, True])
+    ok = torch.tensor([1.0, 1.0, 1.0])
     rec.record(0, torch.tensor([1.0, 2.0, 3.0]), ok)
     rec.record(1, torch.tensor([1.0, math.nan, 3.0]), ok)
-    rec.record(2, torch.tensor([1.0, math.nan, 3.0]), torch.tensor([True, True, False]))
+    rec.record(2, torch.tensor([1.0, math.nan, 3.0]), torch.tensor([1.0, 1.0, math.inf]))
     rec.record(3, torch.tensor([math.inf, 1.0, 1.0]), ok)
     assert rec.read() == {0: (3, "loss is inf at step 3"), 1: (1, "loss is nan at step 1"),
                           2: (2, "parameters became non-finite at step 2")}
@@ -36,17 +36,38 @@ def test_the_record_keeps_the_first_bad_step_and_what_went_bad():
 
 def test_the_record_of_a_stack_is_indexed_by_member():
     rec = DivergenceRecord(4, torch.device("cpu"))
-    rec.record(5, torch.tensor([1.0, math.nan]), torch.tensor([True, True]), index=torch.tensor([3, 1]))
+    rec.record(5, torch.tensor([1.0, math.nan]), torch.tensor([0.0, 0.0]), index=torch.tensor([3, 1]))
     assert rec.read() == {1: (5, "loss is nan at step 5")}
 
 
-def test_parameters_finite_per_member():
+def test_a_read_keeps_the_first_bad_step_across_reads_reductions_and_groups(monkeypatch):
+    """Steps folded in batches (a read, and the bound on pending steps) and with the stack's members changing
+    (a member dropped from the group) keep each member's first bad step: a later bad step never replaces it."""
+    monkeypatch.setattr(DivergenceRecord, "MAX_PENDING", 7)
+    rec = DivergenceRecord(3, torch.device("cpu"))
+    everyone, two = torch.tensor([0, 1, 2]), torch.tensor([0, 2])
+    fine = torch.zeros(3)
+    for step in range(20):
+        loss = torch.ones(3)
+        if step == 4:
+            loss[1] = math.nan
+        if step >= 9:
+            loss[1] = math.inf  # later bad steps of the same member
+        rec.record(step, loss, fine, index=everyone)
+    assert rec.read() == {1: (4, "loss is nan at step 4")}
+    for step in range(20, 40):
+        sums = torch.tensor([0.0, math.nan if step >= 33 else 0.0])
+        rec.record(step, torch.ones(2), sums, index=two)
+    assert rec.read() == {1: (4, "loss is nan at step 4"), 2: (33, "parameters became non-finite at step 33")}
+
+
+def test_parameter_sums_per_member():
     a = torch.ones(3, 2, 2)
     a[1, 0, 1] = math.inf
     b = torch.ones(3, 4)
     b[2, 3] = math.nan
-    assert divergence.parameters_finite([a, b], 3).tolist() == [True, False, False]
-    assert divergence.parameters_finite([torch.ones(2), torch.zeros(3)]).tolist() == [True]
+    assert divergence.parameter_sums([a, b], 3).isfinite().tolist() == [True, False, False]
+    assert divergence.parameter_sums([torch.ones(2), torch.zeros(3)]).tolist() == [2.0]
 
 
 def test_a_run_reads_its_record_only_at_boundaries(tmp_path, monkeypatch):

@@ -67,7 +67,7 @@ from experiments.runtime.cli import checked, failures_as_one_line
 from experiments.runtime.preemption import NO_STOP, StopRequests, exit_stopped
 from experiments.vae import objectives
 from experiments.vae.run_config import RunConfig, as_dict
-from experiments.vae.divergence import DivergenceRecord, parameters_finite
+from experiments.vae.divergence import DivergenceRecord, parameter_sums
 from experiments.vae.lifecycle import train_runs
 from experiments.vae.run_folder import finished
 from experiments.vae.stacked_kernels import member_optimizer_state, stack_optimizer_states, stacked_mlp
@@ -227,7 +227,7 @@ class StackedRuns:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        self.divergence.record(step, per, parameters_finite(self.params, len(runs)), self._group_index)
+        self.divergence.record(step, per, parameter_sums(self.params, len(runs)), self._group_index)
         self._pulled = {}
 
     # --- the loop ------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from experiments.runtime.devices import device_name, resolve_device
 from experiments.runtime.preemption import NO_STOP, StopRequests, exit_stopped
 from experiments.runtime.provenance import provenance
 from experiments.runtime.seeds import cell_seed
-from experiments.vae.divergence import DivergenceRecord, parameters_finite
+from experiments.vae.divergence import DivergenceRecord, parameter_sums
 from experiments.vae.lifecycle import Alone, train_runs
 from experiments.vae.encoder_gradient import (
     VARIANCE_COLUMNS, encoder_gradient_estimates, reference_gradient, variance_row,
@@ -189,7 +189,7 @@ class Run:
         loss.backward()
         self.opt.step()
         # Recorded on the device, read at the loop's boundaries: no host sync per step (divergence.py).
-        self.divergence.record(self.step, loss.reshape(1), parameters_finite(list(self.model.parameters())))
+        self.divergence.record(self.step, loss.reshape(1), parameter_sums(list(self.model.parameters())))
 
     # --- evaluation ----------------------------------------------------------------------------
     def _eval_gen(self, *tag) -> torch.Generator:
