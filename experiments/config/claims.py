@@ -46,7 +46,7 @@ def _synthetic_rows(config: dict, comparisons: list[Comparison], entries: dict, 
         for comparison in comparisons:
             for num, den in comparison.pairs(names):
                 for n in settings.n_samples:
-                    if measured_form(cell.problem, built[num], n)[2] or measured_form(cell.problem, built[den], n)[2]:
+                    if measured_form(cell.problem, built[num], n)[1] or measured_form(cell.problem, built[den], n)[1]:
                         continue
                     rows += [{"source": "synthetic", "problem": cell.problem_key,
                               "setting": json.dumps(cell.setting, sort_keys=True), "parameter": parameter,

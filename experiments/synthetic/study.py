@@ -189,8 +189,8 @@ def _columns(spec_columns: dict, prov: dict) -> list[str]:
 OBJECTIVE = "expectation"
 
 
-def measured_form(problem: problems.Problem, est, n_samples: int) -> tuple[problems.Problem, int, str | None]:
-    """``(problem, n, reason)``: the problem and sample count ``est`` is called with, and why it does not
+def measured_form(problem: problems.Problem, est, n_samples: int) -> tuple[problems.Problem, str | None]:
+    """``(problem, reason)``: the problem ``est`` is called with ``n_samples`` on, and why it does not
     apply (or None). On a K-sample bound problem ``n_samples`` counts K-tuples: an estimator of the bound
     itself (vimco, dreg) takes the per-sample log-weight on ``k_tuples(q, K)``, the others the bound's
     expectation form (``problem.build``), both with ``n_samples`` tuples (``iwae.called``). An estimator that needs
@@ -198,14 +198,14 @@ def measured_form(problem: problems.Problem, est, n_samples: int) -> tuple[probl
     ``f`` does."""
     f, dist = problem.build(*problem.leaves())
     if problem.objective != "iwae":
-        return problem, n_samples, est.why_not(dist, n_samples, objective=OBJECTIVE) or est.why_not_f(f, dist)
+        return problem, est.why_not(dist, n_samples, objective=OBJECTIVE) or est.why_not_f(f, dist)
     f_k, q = problem.build_log_weight(*problem.leaves())
     reason = iwae.why_not(est, q, problem.iwae_k, n_samples)
     if est.capabilities.objective == "iwae":
         def per_sample(*params):
             return iwae.called(est, *problem.build_log_weight(*params), problem.iwae_k)
-        return dataclasses.replace(problem, build=per_sample), n_samples, reason or est.why_not_f(f_k, q)
-    return problem, n_samples, reason or est.why_not_f(f, dist)
+        return dataclasses.replace(problem, build=per_sample), reason or est.why_not_f(f_k, q)
+    return problem, reason or est.why_not_f(f, dist)
 
 
 def f_evaluations(problem: problems.Problem, est, n_samples: int) -> int | None:
@@ -233,17 +233,17 @@ def run(config: RunConfig, out_dir: Path) -> pd.DataFrame:
         for spec in specs:
             est = spec.build().to(device)
             for n_samples in config.n_samples:
-                called, n_call, reason = measured_form(problem, est, n_samples)
+                called, reason = measured_form(problem, est, n_samples)
                 if reason is not None:
                     skipped.append({"problem": cell.problem_key, "setting": setting, "estimator_id": spec.id,
                                     "estimator_name": spec.name, "n_samples": n_samples, "reason": reason})
                     continue
                 gen = torch.Generator(device=device).manual_seed(
                     cell_seed(config.seed, cell.problem_key, cell.setting, est.describe(), n_samples))
-                warm_up(est, called, n_call, gen, cfg.warmup_calls)
+                warm_up(est, called, n_samples, gen, cfg.warmup_calls)
                 est.eval()
-                res = measure_cell(est, called, n_call, gen, cfg)
-                seconds = time_single_calls(est, called, n_call, gen, cfg.timing_calls, device)
+                res = measure_cell(est, called, n_samples, gen, cfg)
+                seconds = time_single_calls(est, called, n_samples, gen, cfg.timing_calls, device)
                 offset = 0
                 for param, value in problem.params.items():
                     sl = slice(offset, offset + value.numel())

@@ -56,7 +56,7 @@ class ReferenceGradient:
 def _build(model: VAE, x: Tensor, objective, est, n_samples: int):
     """``build`` for ``measure_variance``: the run's objective as ``est`` meets it (``objectives.problem``)."""
     def build(*_params):
-        f, dist, _, exact_term = objectives.problem(model, x, model.posterior(x), est, n_samples, objective)
+        f, dist, exact_term = objectives.problem(model, x, model.posterior(x), est, objective)
         return f, dist, exact_term
     return build
 
@@ -67,7 +67,7 @@ def _build_replicated(model: VAE, x: Tensor, objective, est, n_samples: int):
     (``x`` ``[B, D]`` broadcasts), and the KL term sums over copies, each copy's gradient its own."""
     def build(*encoder_params):
         q = model.replicated_posterior(x, list(encoder_params))
-        f, dist, _, exact_term = objectives.problem(model, x, q, est, n_samples, objective)
+        f, dist, exact_term = objectives.problem(model, x, q, est, objective)
         return f, dist, exact_term
     return build
 
@@ -185,7 +185,7 @@ def reference_gradient(model: VAE, x: Tensor, generator, cfg: ReferenceGradientS
     support = model.latent.support_size ** (int(objective.k) if objective.bound == "iwae" else 1)
     if support <= cfg.max_support:
         exact = estimators.get("exact", max_support=cfg.max_support)
-        f, dist, _, exact_term = objectives.problem(model, x, model.posterior(x), exact, 1, objective)
+        f, dist, exact_term = objectives.problem(model, x, model.posterior(x), exact, objective)
         out = exact(f, dist)
         grads = torch.autograd.grad(out.surrogate + exact_term, params)
         flat = torch.cat([g.reshape(-1) for g in grads]).detach().to("cpu", torch.float64)

@@ -47,19 +47,19 @@ def why_not(est, q: Distribution | type[Distribution], n_samples: int | None, ob
     return iwae.why_not(est, q, int(objective.k), n_samples)
 
 
-def problem(model, x: Tensor, q: Distribution, est, n_samples: int, objective, log_likelihood=None):
-    """``(f, dist, n_call, exact_term)``: what ``est`` is called with (``est(f, dist, n_call, ...)``) so that
-    its surrogate plus ``exact_term`` estimates the minibatch objective. ``log_likelihood(x, z)``: the
-    decoder's (default the model's; stacked runs pass their batched one)."""
+def problem(model, x: Tensor, q: Distribution, est, objective, log_likelihood=None):
+    """``(f, dist, exact_term)``: what ``est`` is called with (``est(f, dist, n_samples, ...)``, ``n_samples``
+    K-tuples under the K-sample bound) so that its surrogate plus ``exact_term`` estimates the minibatch
+    objective. ``log_likelihood(x, z)``: the decoder's (default the model's; stacked runs pass their batched one)."""
     zero = x.new_zeros(())
     if objective.bound == "elbo" and objective.kl != "sampled":
         f, exact_term = model.objective(x, q, objective.kl, log_likelihood)
-        return f, q, n_samples, exact_term
+        return f, q, exact_term
     f = log_weight(model, x, q, log_likelihood)
     if objective.bound == "elbo":
-        return f, q, n_samples, zero
+        return f, q, zero
     f_called, dist = iwae.called(est, f, q, int(objective.k))
-    return f_called, dist, n_samples, zero
+    return f_called, dist, zero
 
 
 def log_weight(model, x: Tensor, q: Distribution, log_likelihood=None) -> LogQSplit:

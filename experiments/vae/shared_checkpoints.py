@@ -90,8 +90,8 @@ def _prepare(est, run: Run, step: int, n_samples: int, warmup_calls: int) -> int
             idx = torch.randint(n_train, (batch_size,), generator=gen, device=run.device)
             x = run.data.binarize(run.train_data[idx], gen)
             q = run.model.posterior(x)
-            f, dist, n_call, _ = objectives.problem(run.model, x, q, est, n_samples, run.config.objective)
-            est(f, dist, n_call, gen)
+            f, dist, _ = objectives.problem(run.model, x, q, est, run.config.objective)
+            est(f, dist, n_samples, gen)
     est.eval()
     return calls
 

@@ -195,15 +195,14 @@ class StackedRuns:
         return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
 
     def problem(self, x: Tensor, q: Distribution):
-        """``(f, dist, n_call, exact_term, exact_per_member)``: ``objectives.problem`` with the members stacked
+        """``(f, dist, exact_term, exact_per_member)``: ``objectives.problem`` with the members stacked
         (``f`` ``[n, N, B, *event] -> [n, N, B]``, ``dist`` of batch ``[N, B]``) and this stack's decoder in
         place of ``VAE.log_likelihood``; ``exact_per_member`` ``[N]`` splits the exact term by member."""
         objective = self.config.objective
-        f, dist, n_call, exact_term = objectives.problem(self.template, x, q, self.est, int(self.config.n_samples),
-                                                         objective, self.log_likelihood)
+        f, dist, exact_term = objectives.problem(self.template, x, q, self.est, objective, self.log_likelihood)
         exact = objective.bound == "elbo" and objective.kl == "exact"
         per = -self.template.kl(q).sum(-1) if exact else torch.zeros(x.shape[0], device=x.device)
-        return f, dist, n_call, exact_term, per
+        return f, dist, exact_term, per
 
     # --- one step --------------------------------------------------------------------------------------
     def train_step(self) -> None:
@@ -213,8 +212,8 @@ class StackedRuns:
         step = runs[0].step
         x = torch.stack([run.batch(step) for run in runs])  # [N, B, D]: each member's own minibatch and draws
         q = self.posterior(x)
-        f, dist, n_call, exact_term, exact_per = self.problem(x, q)
-        out = self.est(f, dist, n_call, self.gens)
+        f, dist, exact_term, exact_per = self.problem(x, q)
+        out = self.est(f, dist, int(self.config.n_samples), self.gens)
         loss = -(out.surrogate + exact_term) / x.shape[1]
         # Each member's loss as it computes it alone (f's mean over samples, summed over its batch); the fault
         # injection makes one member's loss NaN, as Run.train_step does. Nothing in the graph mixes members, so a

@@ -176,9 +176,8 @@ class Run:
         x = self.batch(self.step)
         q = self.model.posterior(x)
         kwargs = {"learned_baseline": self.baseline_net(x)} if self.baseline_net is not None else {}
-        f, dist, n_call, exact_term = objectives.problem(self.model, x, q, self.est, int(self.config.n_samples),
-                                                         self.config.objective)
-        out = self.est(f, dist, n_call, self.gen, **kwargs)
+        f, dist, exact_term = objectives.problem(self.model, x, q, self.est, self.config.objective)
+        out = self.est(f, dist, int(self.config.n_samples), self.gen, **kwargs)
         elbo = out.surrogate + exact_term
         loss = -elbo / x.shape[0]
         if out.baseline_loss is not None:
