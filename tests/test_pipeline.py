@@ -167,7 +167,7 @@ def test_a_typo_fails_before_any_job_with_one_line(workflow_copy, mutate, line):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_the_mnist_study_validates_and_plans_with_snakemake(workflow_copy):
-    """config/mnist.yaml (the MNIST-scale claim, about 2 hours on 2 cores, estimated) passes validation and a
+    """config/mnist.yaml (the MNIST-scale claim, about an hour on 2 cores) passes validation and a
     dry run."""
     res = _snakemake(workflow_copy, "-n", "--configfile", "config/mnist.yaml")
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout.split("Job stats:")[1], flags=re.M))

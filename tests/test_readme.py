@@ -131,17 +131,16 @@ def test_the_readme_shows_the_committed_answer(study):
     assert f"](results/snapshots/{study}/figures/claim.png)" in README
     kinds = [kind for kind, name in SNAPSHOT_BLOCKS if name == study]
     assert kinds, study
-    assert study != "default" or kinds == ["findings"]  # the default study's answer is read in words
-    for kind in kinds:  # the README shows what the snapshot holds: its findings (or, older, its summary)
+    assert kinds == ["findings"]  # every study's answer is read in words
+    for kind in kinds:  # the README shows what the snapshot holds
         assert snapshot.readme_block(study, README, kind) == (results / snapshot.BLOCKS[kind]).read_text().strip()
     provenance = (results / "SNAPSHOT.md").read_text()
     assert re.search(r"^- commit: g[0-9a-f]{12} ", provenance, flags=re.M), provenance  # one commit, no changes on it
-    # A snapshot holds what KEPT was when it was taken, and lists it: the claim and its tables always; an older
-    # one (taken before findings, the across-K figure or the ranking were kept) lists fewer files.
+    # A snapshot holds what KEPT was when it was taken, and lists it.
     listed = re.search(r"^- files: (.*)$", provenance, flags=re.M).group(1)
     kept = [name for name in snapshot.KEPT if f"`{name}`" in listed]
     assert {"figures/claim.png", "tables/claim_summary.md", "tables/variance_claim.md"} <= set(kept), listed
-    assert study == "mnist" or kept == list(snapshot.KEPT)   # the ones taken this way hold all of KEPT
+    assert kept == list(snapshot.KEPT)   # every committed snapshot holds all of KEPT
     for name in kept:  # committed, and let in by .gitignore
         assert (results / name).stat().st_size > 0
         ignored = subprocess.run(["git", "check-ignore", "-q", str(results / name)], cwd=ROOT)
