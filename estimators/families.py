@@ -57,12 +57,27 @@ def parameters(dist: Distribution) -> dict[str, Tensor]:
     return {name: getattr(base, name) for name in parameter_names(base)}
 
 
+def unvalidated(dist: Distribution) -> Distribution:
+    """``dist`` with validation off in every part, and returned. torch's ``OneHotCategorical`` builds its inner
+    ``Categorical`` with the global default (validation on) whatever its own ``validate_args`` says, so its
+    ``log_prob`` checks every sample: 76 us of a [4, 100, 20, 10] sample's log-density and its backward, which
+    are 660 us, and 0.3% of a paper-size training step."""
+    part = dist
+    while part is not None:
+        part._validate_args = False
+        inner = getattr(part, "_categorical", None)
+        if inner is not None:
+            inner._validate_args = False
+        part = getattr(part, "base_dist", None)
+    return dist
+
+
 def rebuild(dist: Distribution, params: dict[str, Tensor]) -> Distribution:
-    """The same family, wrappers included, with ``params`` in place of the base's parameters."""
+    """The same family, wrappers included, with ``params`` in place of the base's parameters; unvalidated."""
     if isinstance(dist, Independent):
         return Independent(rebuild(dist.base_dist, params), dist.reinterpreted_batch_ndims, validate_args=False)
     try:
-        return type(dist)(**params, validate_args=False)
+        return unvalidated(type(dist)(**params, validate_args=False))
     except TypeError as err:  # a constructor that does not take its arg_constraints by name
         raise ValueError(
             f"cannot rebuild {type(dist).__name__} from its parameters {sorted(params)}: {err}"

@@ -90,3 +90,29 @@ def test_estimator_call_is_reproducible_with_a_generator():
             lambda z: z.pow(2).sum(-1), dist, 8, torch.Generator().manual_seed(seed))
         grads.append(torch.autograd.grad(out.surrogate, loc)[0])
     assert torch.equal(grads[0], grads[1]) and not torch.equal(grads[0], grads[2])
+
+
+def test_the_posteriors_and_rebuilt_distributions_check_no_sample(monkeypatch):
+    """``validate_args=False`` means no check of a sample anywhere inside: torch's OneHotCategorical builds its
+    inner Categorical validated by default, whose log_prob checks every sample's indices (they always pass:
+    it is cost only). The VAE's categorical posterior and ``families.rebuild``'s copy check none (a wrong variant
+    without ``unvalidated``, built the same way, checks one per call), and their log-density is unchanged."""
+    from torch.distributions import Distribution
+
+    from estimators import families
+    from experiments.vae.latent import LatentSpec
+    from experiments.vae.model import VAE
+
+    checks = []
+    original = Distribution._validate_sample
+    monkeypatch.setattr(Distribution, "_validate_sample", lambda self, value: checks.append(1) or original(self, value))
+    model = VAE(6, LatentSpec(family="categorical", groups=2, classes=3), [4], "relu")
+    q = model.posterior(torch.rand(5, 6))
+    one_hot = torch.nn.functional.one_hot(torch.tensor([[0, 2]] * 5), 3).float()
+    wrong = Independent(OneHotCategorical(logits=q.base_dist.logits, validate_args=False), 1, validate_args=False)
+    expected = wrong.log_prob(one_hot)
+    assert len(checks) == 1
+    checks.clear()
+    for dist in (q, families.rebuild(q, families.parameters(q))):
+        torch.testing.assert_close(dist.log_prob(one_hot), expected)
+    assert checks == []

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
 
+from estimators import families
 from experiments.vae.latent import LatentSpec
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus,
@@ -93,7 +94,9 @@ class VAE(nn.Module):
         if self.latent.family == "bernoulli":
             return Independent(Bernoulli(logits=out, validate_args=False), 1, validate_args=False)
         logits = out.reshape(*out.shape[:-1], self.latent.groups, self.latent.classes)
-        return Independent(OneHotCategorical(logits=logits, validate_args=False), 1, validate_args=False)
+        # unvalidated: OneHotCategorical's inner Categorical would check every sample in log_prob.
+        return families.unvalidated(Independent(OneHotCategorical(logits=logits, validate_args=False), 1,
+                                                validate_args=False))
 
     def prior(self, like: Distribution) -> Distribution:
         base = like.base_dist
