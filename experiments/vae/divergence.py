@@ -22,6 +22,7 @@ that step.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -62,13 +63,8 @@ class DivergenceRecord:
         """Fold the pending steps into ``step``/``kind``/``loss``: per run of steps that recorded the same members,
         the first step whose loss (else parameters) is non-finite."""
         pending, self._pending = self._pending, []
-        i = 0
-        while i < len(pending):
-            j = i
-            while j < len(pending) and pending[j][3] is pending[i][3]:
-                j += 1
-            self._fold(pending[i:j])
-            i = j
+        for _, entries in itertools.groupby(pending, key=lambda entry: id(entry[3])):
+            self._fold(list(entries))
 
     def _fold(self, entries: list[tuple[int, Tensor, Tensor, Tensor | None]]) -> None:
         index = entries[0][3]

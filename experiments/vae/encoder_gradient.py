@@ -53,7 +53,7 @@ class ReferenceGradient:
         return None if state is None else cls(state["gradient"], state["se"], state["kind"])
 
 
-def _build(model: VAE, x: Tensor, objective, est, n_samples: int):
+def _build(model: VAE, x: Tensor, objective, est):
     """``build`` for ``measure_variance``: the run's objective as ``est`` meets it (``objectives.problem``)."""
     def build(*_params):
         f, dist, exact_term = objectives.problem(model, x, model.posterior(x), est, objective)
@@ -61,7 +61,7 @@ def _build(model: VAE, x: Tensor, objective, est, n_samples: int):
     return build
 
 
-def _build_replicated(model: VAE, x: Tensor, objective, est, n_samples: int):
+def _build_replicated(model: VAE, x: Tensor, objective, est):
     """The vectorized mode's problem: encoder parameters ``[c, *p.shape]`` give q with batch ``[c, B]``; the
     decoder (frozen, shared by the copies) maps ``z`` ``[n, c, B, *event]`` to ``log p(x|z)`` ``[n, c, B]``
     (``x`` ``[B, D]`` broadcasts), and the KL term sums over copies, each copy's gradient its own."""
@@ -156,14 +156,14 @@ def encoder_gradient_estimates(model: VAE, x: Tensor, est, *, n_samples: int, n_
         with torch.no_grad():
             kwargs["learned_baseline"] = baseline_net(x)
     vectorized = vectorize and why_not_vectorized(est, kwargs) is None
-    build = _build(model, x, objective, est, n_samples)
+    build = _build(model, x, objective, est)
     mode = {}
     if vectorized:
         if chunk_size is None:
             evaluations = objectives.f_evaluations(est, model.posterior(x[:1]), n_samples, objective)
             chunk_size = vectorized_chunk(model, x.shape[0], n_samples if math.isnan(evaluations) else
                                           max(evaluations, n_samples))
-        build, mode = _build_replicated(model, x, objective, est, n_samples), {"vectorize": True,
+        build, mode = _build_replicated(model, x, objective, est), {"vectorize": True,
                                                                                "chunk_size": int(chunk_size)}
 
     def measure(n):
