@@ -191,22 +191,44 @@ def role_item(name: str) -> str | None:
     return None if role is None else ROLE_PREFIX + role
 
 
-def per_seed(frame: pd.DataFrame, value: str, se: str | None = None) -> pd.DataFrame:
-    """Per (seed) mean over checkpoints of ``log(value_num / value_den)`` and its standard error.
+def per_seed(frame: pd.DataFrame, value: str, se: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(y, se)``, one entry per seed (in increasing order): the mean over checkpoints of
+    ``log(value_num / value_den)`` and its standard error. Rows whose log ratio is not finite are left out.
 
     ``frame`` holds one row per (seed, step) with ``{value}_num``, ``{value}_den`` (and ``{se}_num``,
     ``{se}_den``: standard errors of the values) already paired.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_ratio = np.log(frame[f"{value}_num"]) - np.log(frame[f"{value}_den"])
+        num, den = frame[f"{value}_num"].to_numpy(float), frame[f"{value}_den"].to_numpy(float)
+        log_ratio = np.log(num) - np.log(den)
         if se is not None:
-            var = (frame[f"{se}_num"] / frame[f"{value}_num"]) ** 2 + (frame[f"{se}_den"] / frame[f"{value}_den"]) ** 2
+            var = ((frame[f"{se}_num"].to_numpy(float) / num) ** 2
+                   + (frame[f"{se}_den"].to_numpy(float) / den) ** 2)
         else:
-            var = pd.Series(0.0, index=frame.index)
-    parts = pd.DataFrame({"seed": frame["seed"], "y": log_ratio, "var": var})
-    parts = parts[np.isfinite(parts["y"])]
-    grouped = parts.groupby("seed")
-    return pd.DataFrame({"y": grouped["y"].mean(), "se": np.sqrt(grouped["var"].sum()) / grouped.size()})
+            var = np.zeros(len(frame))
+    keep = np.isfinite(log_ratio)
+    seeds, group = np.unique(frame["seed"].to_numpy()[keep], return_inverse=True)
+    y_sum, y_count = compensated_sums(group, log_ratio[keep], len(seeds))
+    var_sum, _ = compensated_sums(group, var[keep], len(seeds))
+    size = np.bincount(group, minlength=len(seeds))
+    return y_sum / np.maximum(y_count, 1), np.sqrt(var_sum) / np.maximum(size, 1)
+
+
+def compensated_sums(group: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the sum of its non-NaN ``values`` (in row order, with Kahan's compensation) and their count:
+    the summation of pandas' groupby ``sum`` and ``mean``, done here without a DataFrame per call (a study's
+    claim makes thousands of these) and with their numbers to the last bit (``tests/test_claim.py`` checks)."""
+    sums, comp, counts = [0.0] * n_groups, [0.0] * n_groups, [0] * n_groups
+    for g, v in zip(group.tolist(), values.tolist()):
+        if v != v:
+            continue
+        counts[g] += 1
+        y = v - comp[g]
+        t = sums[g] + y
+        c = t - sums[g] - y
+        comp[g] = 0.0 if c != c else c  # an infinite value: no compensation, or the sum would be NaN
+        sums[g] = t
+    return np.array(sums, dtype=float), np.array(counts, dtype=float)
 
 
 PAIR_KEYS = ["seed", "step"]
@@ -220,11 +242,28 @@ EVALUATIONS = "f_evaluations"
 def _side(frame: pd.DataFrame, est_id: str) -> pd.DataFrame:
     """One estimator's rows indexed by ``PAIR_KEYS``: ``SIDE_COLUMNS`` (+ ``EVALUATIONS``) and ``grad_scale``
     (the largest of ``SCALE_COLUMNS`` present, NaN where none is)."""
-    rows = frame[frame["estimator_id"] == est_id]
+    return _side_columns(frame[frame["estimator_id"] == est_id])
+
+
+def _side_columns(rows: pd.DataFrame) -> pd.DataFrame:
     scales = [c for c in SCALE_COLUMNS if c in rows.columns]
     rows = rows.assign(grad_scale=rows[scales].max(axis=1) if scales else math.nan)
-    extra = [EVALUATIONS] if EVALUATIONS in frame.columns else []
+    extra = [EVALUATIONS] if EVALUATIONS in rows.columns else []
     return rows.set_index(PAIR_KEYS)[SIDE_COLUMNS + extra + ["grad_scale"]]
+
+
+class Sides:
+    """``_side`` of every (setting, estimator) of ``measured``, found by key: a study's claim has thousands of
+    rows, and a scan of every measurement per row made its aggregation quadratic. The side columns are made
+    once for every row, and a key's rows are taken by position."""
+
+    def __init__(self, measured: pd.DataFrame, setting_cols: list[str]):
+        self._rows = _side_columns(measured)
+        self._where = (measured.groupby([*setting_cols, "estimator_id"], sort=False, dropna=False).indices
+                       if len(measured) else {})
+
+    def __call__(self, setting: tuple, est_id: str) -> pd.DataFrame:
+        return self._rows.iloc[self._where.get((*setting, est_id), [])]
 
 
 def _joined(num: pd.DataFrame, den: pd.DataFrame) -> pd.DataFrame:
@@ -250,8 +289,7 @@ def exact_sides(joined: pd.DataFrame) -> tuple[bool, bool]:
 
 
 def _log_interval(paired: pd.DataFrame, value: str, se: str | None = None) -> Interval:
-    seeds = per_seed(paired, value, se)
-    return seed_interval(seeds["y"].to_numpy(), seeds["se"].to_numpy())
+    return seed_interval(*per_seed(paired, value, se))
 
 
 def _work_ratio(paired: pd.DataFrame) -> float:
@@ -314,14 +352,12 @@ def compare(measured: pd.DataFrame, expected: pd.DataFrame, setting_cols: list[s
     reason_for: ``reason_for(setting: dict, missing_seeds: list) -> str`` says why seeds are absent.
     """
     names = measured.drop_duplicates("estimator_id").set_index("estimator_id")[["estimator_name", "estimator_label"]]
-    groups = {key if isinstance(key, tuple) else (key,): g
-              for key, g in measured.groupby(setting_cols, sort=False, dropna=False)} if len(measured) else {}
+    sides = Sides(measured, setting_cols)
     rows = []
     for _, want in expected.iterrows():
         setting = {c: want[c] for c in setting_cols}
-        group = groups.get(tuple(setting.values()), measured.iloc[0:0])
         num_id, den_id = want["estimator_id"], want["comparator_id"]
-        joined = _joined(_side(group, num_id), _side(group, den_id))
+        joined = _joined(sides(tuple(setting.values()), num_id), sides(tuple(setting.values()), den_id))
         var, note = _variance_interval(joined)
         present = sorted(set(joined["seed"])) if var.kind == "exact" else sorted(set(_paired(joined)["seed"]))
         missing_seeds = [s for s in seeds if s not in present]
@@ -349,16 +385,13 @@ def _names(names: pd.DataFrame, est_id: str, prefix: str) -> dict:
     return {f"{prefix}_name": "", f"{prefix}_label": ""}
 
 
-def equal_cost_ratio(measured: pd.DataFrame, row: dict, setting_cols: list[str], samples_col: str) -> float:
+def equal_cost_ratio(sides: Sides, row: dict, setting_cols: list[str], samples_col: str) -> float:
     """Work-normalized variance of the estimator at its samples over the comparator's at one sample:
     the variance ratio at equal wall time (REINFORCE with S samples against pathwise with one); the exact
-    ratio where a side's variance is zero to rounding."""
-    others = {c: row[c] for c in setting_cols if c != samples_col}
-    mask = (np.logical_and.reduce([measured[c] == v for c, v in others.items()]) if others
-            else np.ones(len(measured), bool))
-    num = measured[mask & (measured[samples_col] == row[samples_col])]
-    den = measured[mask & (measured[samples_col] == 1)]
-    joined = _joined(_side(num, row["estimator_id"]), _side(den, row["comparator_id"]))
+    ratio where a side's variance is zero to rounding. ``sides``: the measurements' ``Sides`` by ``setting_cols``."""
+    setting = tuple(row[c] for c in setting_cols)
+    one_sample = tuple(1 if c == samples_col else row[c] for c in setting_cols)
+    joined = _joined(sides(setting, row["estimator_id"]), sides(one_sample, row["comparator_id"]))
     var, _ = _variance_interval(joined)
     return _cost_ratios(joined, var)["work_ratio"] if len(joined) else math.nan
 

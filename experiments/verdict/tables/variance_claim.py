@@ -30,7 +30,8 @@ def _describe(setting_json: str) -> str:
 
 def _with_equal_cost(measured: pd.DataFrame, out: pd.DataFrame, setting_cols: list[str],
                      samples_col: str) -> pd.DataFrame:
-    out["equal_cost_ratio"] = [claim_mod.equal_cost_ratio(measured, row, setting_cols, samples_col)
+    sides = claim_mod.Sides(measured, setting_cols)
+    out["equal_cost_ratio"] = [claim_mod.equal_cost_ratio(sides, row, setting_cols, samples_col)
                                for row in out.to_dict("records")] if len(out) else []
     return out
 
