@@ -77,6 +77,9 @@ AGGREGATE_MINUTES = 30
 AGGREGATE_MEM_MB = 4000
 REPORT_MINUTES = 30
 REPORT_MEM_MB = 4000
+#: The figures rule draws its figures in up to this many processes (Snakemake lowers it to ``--cores``). More
+#: would not help: the claim figure alone is about a third of the drawing (15 of 42 s on the default study).
+FIGURE_PROCESSES = 4
 
 #: The model and minibatch the CPU's VAE unit costs were measured on: ``jang2017_bernoulli``, 200 latents,
 #: hidden layers [512, 256], 784 pixels (``decoder_weights``), batch 100.

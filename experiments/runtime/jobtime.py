@@ -2,7 +2,8 @@
 
 A job's entry point calls :func:`mark_started` once its imports are done. When the environment variable
 ``GRADVAR_JOB_TIMES`` names a file, the job appends one JSON line to it at exit: its label, its CPU seconds
-(user + system) and wall seconds since the process started, and the same two at the mark (its start-up).
+(user + system, its finished child processes' included) and wall seconds since the process started, and the same
+two at the mark (its start-up).
 ``benchmarks/bench_study.py`` sets it and sums the lines per rule. Unset, nothing is measured or written.
 """
 from __future__ import annotations
@@ -16,8 +17,9 @@ ENV = "GRADVAR_JOB_TIMES"
 
 
 def _cpu() -> float:
+    """This process's CPU seconds and its finished children's (the figures rule's drawing processes)."""
     t = os.times()
-    return t.user + t.system
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _process_start() -> float:

@@ -84,6 +84,7 @@ rule figures:
     resources:
         runtime=job_resources.REPORT_MINUTES,
         mem_mb=job_resources.REPORT_MEM_MB,
+    threads: job_resources.FIGURE_PROCESSES
     conda:
         "../envs/gradvar.yaml"
     script:
