@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -25,16 +26,19 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil  # a Snakemake dependency
 
 from workflow_copy import copy_workflow  # benchmarks/workflow_copy.py
 
 ROOT = Path(__file__).resolve().parent.parent
 TOTAL = "(study)"
+#: Seconds between samples of the Snakemake process's own CPU time.
+SAMPLE_S = 0.5
 
 
-def run_study(configfile: str, cores: int, work: Path, extra: list[str]) -> tuple[float, float, Path]:
-    """Run the study in ``work``; returns its wall seconds, the CPU seconds of everything it started, and the
-    job-times file."""
+def run_study(configfile: str, cores: int, work: Path, extra: list[str]) -> tuple[float, float, float, Path]:
+    """Run the study in ``work``; returns its wall seconds, the CPU seconds of everything it started, the CPU
+    seconds of the Snakemake process itself (sampled every ``SAMPLE_S`` until it exits) and the job-times file."""
     copy_workflow(work)
     times = work / "job_times.jsonl"
     # The rules' `python` is this interpreter (not a version manager's shim, whose own start-up is not ours).
@@ -43,19 +47,32 @@ def run_study(configfile: str, cores: int, work: Path, extra: list[str]) -> tupl
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), f"--configfile={configfile}",
-                           *extra], cwd=work, env=env, capture_output=True, text=True)
+    with open(work / "snakemake.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", str(cores),
+                                 f"--configfile={configfile}", *extra], cwd=work, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+        own = 0.0
+        watched = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                t = watched.cpu_times()
+                own = t.user + t.system  # its own, not its children's
+            except psutil.Error:
+                pass
+            time.sleep(SAMPLE_S)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise SystemExit(f"the study failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+        tail = (work / "snakemake.log").read_text()[-3000:]
+        raise SystemExit(f"the study failed (exit {proc.returncode}):\n{tail}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, times
+    return wall, cpu, own, times
 
 
-def per_rule(times: Path, wall: float, cpu: float) -> pd.DataFrame:
+def per_rule(times: Path, wall: float, cpu: float, snakemake_cpu: float = math.nan) -> pd.DataFrame:
     """One row per rule (label) and one for the whole study; jobs that do not record (shell one-liners,
-    Snakemake itself) are the study row's remainder."""
+    Snakemake itself) are the study row's remainder (``other_cpu_s``), of which ``snakemake_cpu_s`` is
+    the Snakemake process's own."""
     lines = times.read_text().splitlines() if times.exists() else []  # code before experiments/runtime/jobtime.py: none
     jobs = pd.DataFrame([json.loads(line) for line in lines if line.strip()],
                         columns=["label", "cpu", "startup_cpu", "wall", "startup_wall"])
@@ -69,6 +86,8 @@ def per_rule(times: Path, wall: float, cpu: float) -> pd.DataFrame:
     table["startup_share_of_cpu"] = table["startup_cpu_s"] / table["cpu_s"]
     table["other_cpu_s"] = float("nan")
     table.loc[table["rule"] == TOTAL, "other_cpu_s"] = cpu - float(rules["cpu_s"].sum())  # Snakemake, shells
+    table["snakemake_cpu_s"] = float("nan")
+    table.loc[table["rule"] == TOTAL, "snakemake_cpu_s"] = snakemake_cpu
     return table
 
 
@@ -77,7 +96,8 @@ def report(table: pd.DataFrame, before: pd.DataFrame | None) -> str:
     total = table.set_index("rule").loc[TOTAL]
     lines.append(f"\nstudy: {total['wall_s']:.0f} s wall, {total['cpu_s']:.0f} s CPU, {int(total['jobs'])} Python "
                  f"jobs; start-up {total['startup_cpu_s']:.0f} s CPU = {total['startup_share_of_cpu']:.1%} of the CPU "
-                 f"(Snakemake and shells: {total['other_cpu_s']:.0f} s)")
+                 f"(Snakemake and shells: {total['other_cpu_s']:.0f} s, of which Snakemake itself "
+                 f"{total.get('snakemake_cpu_s', math.nan):.0f} s)")
     if before is not None:
         old = before.set_index("rule").loc[TOTAL]
         lines.append(f"after/before: wall {total['wall_s'] / old['wall_s']:.2f}, "
@@ -98,8 +118,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_study.") as tmp:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        wall, cpu, times = run_study(args.configfile, args.cores, work, args.snakemake_args)
-        table = per_rule(times, wall, cpu)
+        wall, cpu, own, times = run_study(args.configfile, args.cores, work, args.snakemake_args)
+        table = per_rule(times, wall, cpu, own)
     if args.out:
         table.to_csv(args.out, index=False)
     print(report(table, pd.read_csv(args.before) if args.before else None))
