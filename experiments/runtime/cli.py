@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
+import sys
 from contextlib import contextmanager
-from typing import Callable, TypeVar
+from typing import Callable, NoReturn, TypeVar
 
 from experiments.config.typed_config import ConfigError
 
@@ -50,3 +53,28 @@ def failures_as_one_line(ap: argparse.ArgumentParser):
         yield
     except (CorruptCheckpoint, DataError, DeviceUnavailableError, WriteError) as err:
         ap.exit(1, f"error: {err}\n")
+
+
+def run_job(main: Callable[[], None]) -> NoReturn:
+    """Run a job's ``main`` and, once it returns, :func:`finish`. A ``main`` that raises (a one-line error's
+    ``SystemExit``, a crash) ends the usual way."""
+    main()
+    finish()
+
+
+def finish() -> NoReturn:
+    """End a finished job's process now, without the interpreter's teardown.
+
+    A finished job has written and closed its files; what is left at exit is freeing every module's objects and
+    torch's state, which costs a job about half a second of CPU (a synthetic job on one thread: 2.1-2.4 s of
+    CPU, 1.6-1.7 s without it), and a study runs ~70 jobs. The exit handlers still run (``atexit``: the job's
+    times, ``experiments.runtime.jobtime``; logging's flush), then the standard streams are flushed and the
+    process ends with status 0.
+    """
+    atexit._run_exitfuncs()  # CPython's own: what a normal exit runs before the teardown
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or gone: nothing left to flush
+            pass
+    os._exit(0)

@@ -1,3 +1,4 @@
+from experiments.runtime.cli import run_job
 from experiments.synthetic.study import main
 
-main()
+run_job(main)

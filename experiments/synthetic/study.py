@@ -36,7 +36,7 @@ from estimators.measure import VarianceResult
 from experiments.synthetic import closed_form
 from experiments.synthetic import problems
 from experiments.runtime import jobtime
-from experiments.runtime.cli import checked, failures_as_one_line, job_arguments
+from experiments.runtime.cli import checked, failures_as_one_line, job_arguments, run_job
 from experiments.runtime.devices import device_name, resolve_device
 from experiments.config.estimator_spec import EstimatorSpec
 from experiments.runtime import result_tables
@@ -287,4 +287,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(main)

@@ -28,7 +28,7 @@ import torch
 
 from experiments.runtime import checkpoint
 from experiments.runtime import jobtime
-from experiments.runtime.cli import checked, failures_as_one_line, job_arguments
+from experiments.runtime.cli import checked, failures_as_one_line, job_arguments, run_job
 from experiments.config.estimator_spec import EstimatorSpec
 from experiments.runtime import result_tables
 from experiments.runtime.seeds import cell_seed
@@ -171,4 +171,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(main)

@@ -63,7 +63,7 @@ from torch.nn import functional as F
 from estimators.sampling import GeneratorStack
 
 from experiments.runtime import jobtime
-from experiments.runtime.cli import checked, failures_as_one_line
+from experiments.runtime.cli import checked, failures_as_one_line, run_job
 from experiments.runtime.preemption import NO_STOP, StopRequests, exit_stopped
 from experiments.vae import objectives
 from experiments.vae.run_config import RunConfig, as_dict
@@ -300,4 +300,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(main)

@@ -47,7 +47,7 @@ import estimators
 
 from experiments.vae import data as data_mod
 from experiments.runtime import jobtime
-from experiments.runtime.cli import checked, failures_as_one_line, job_arguments
+from experiments.runtime.cli import checked, failures_as_one_line, job_arguments, run_job
 from experiments.runtime.devices import device_name, resolve_device
 from experiments.runtime.preemption import NO_STOP, StopRequests, exit_stopped
 from experiments.runtime.provenance import provenance
@@ -306,4 +306,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(main)

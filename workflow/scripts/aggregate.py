@@ -5,7 +5,7 @@ import os
 import sys
 
 from experiments.config.plan import make_plan
-from experiments.runtime import jobtime, result_tables
+from experiments.runtime import cli, jobtime, result_tables
 from experiments.runtime.io import atomic_write_text, write_csv_atomic
 from experiments.verdict.findings import findings
 from experiments.verdict.inputs import latent_names, read_inputs
@@ -46,3 +46,4 @@ not_completed = run_status[run_status.status != "completed"]
 log.info("aggregated %d synthetic rows, %d VAE runs (%d not completed), %d claim rows (%s)",
          len(tables["synthetic_all"]), len(run_status), len(not_completed), len(claim),
          claim["verdict"].value_counts().to_dict() if len(claim) else {})
+cli.finish()  # the tables are written: skip the interpreter's teardown

@@ -10,7 +10,7 @@ import multiprocessing
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from experiments.runtime import jobtime
+from experiments.runtime import cli, jobtime
 from experiments.verdict.plots import FIGURE_TABLES, FIGURES
 from experiments.runtime.provenance import TEXT_DTYPES
 
@@ -44,3 +44,4 @@ if processes > 1 and "fork" in multiprocessing.get_all_start_methods():
 else:
     for name in names:
         logging.info("wrote %s", draw(name))
+cli.finish()  # every figure is saved: skip the interpreter's teardown
