@@ -108,10 +108,9 @@ def closed_form_score_sq_norms(dist: Distribution, z: Tensor) -> Tensor | None:
         loc, scale = base.loc.detach(), base.scale.detach()
         eps2 = ((z - loc) / scale).pow(2)
         per_coordinate = (eps2 + (eps2 - 1).pow(2)) / scale.pow(2)
-    elif type(base) is Bernoulli and set(params) == {"logits"}:
-        per_coordinate = (z - torch.sigmoid(base.logits.detach())).pow(2)
-    elif type(base) is OneHotCategorical and set(params) == {"logits"}:
-        per_coordinate = (z - torch.softmax(base.logits.detach(), -1)).pow(2)
+    elif type(base) in (Bernoulli, OneHotCategorical) and set(params) == {"logits"}:
+        # probs is sigmoid / softmax of the logits, the same numbers; the sampler has usually made it already.
+        per_coordinate = (z - base.probs.detach()).pow(2)
     else:
         return None
     return per_coordinate.reshape(*per_coordinate.shape[: 1 + len(dist.batch_shape)], -1).sum(-1)
