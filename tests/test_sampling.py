@@ -116,3 +116,26 @@ def test_the_posteriors_and_rebuilt_distributions_check_no_sample(monkeypatch):
     for dist in (q, families.rebuild(q, families.parameters(q))):
         torch.testing.assert_close(dist.log_prob(one_hot), expected)
     assert checks == []
+
+
+def test_the_posteriors_and_rebuilt_distributions_check_no_parameter_when_built(monkeypatch):
+    """Nor do they check their parameters when built (``families.build``): torch's OneHotCategorical would have
+    its inner Categorical check the logits, a host sync on a GPU at every training step. A wrong variant, the
+    plain constructor with ``validate_args=False``, does check them; the global default is left as it was."""
+    from torch.distributions import Distribution, constraints
+
+    from estimators import families
+    from experiments.vae.latent import LatentSpec
+    from experiments.vae.model import VAE
+
+    checks = []
+    original = constraints.independent.check  # the logits' constraint, real_vector, is an independent one
+    monkeypatch.setattr(constraints.independent, "check",
+                        lambda self, value: checks.append(1) or original(self, value))
+    default = Distribution._validate_args
+    model = VAE(6, LatentSpec(family="categorical", groups=2, classes=3), [4], "relu")
+    q = model.posterior(torch.rand(5, 6))
+    families.rebuild(q, families.parameters(q))
+    assert checks == [] and Distribution._validate_args == default
+    OneHotCategorical(logits=q.base_dist.logits, validate_args=False)
+    assert len(checks) == 1

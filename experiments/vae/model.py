@@ -94,9 +94,9 @@ class VAE(nn.Module):
         if self.latent.family == "bernoulli":
             return Independent(Bernoulli(logits=out, validate_args=False), 1, validate_args=False)
         logits = out.reshape(*out.shape[:-1], self.latent.groups, self.latent.classes)
-        # unvalidated: OneHotCategorical's inner Categorical would check every sample in log_prob.
-        return families.unvalidated(Independent(OneHotCategorical(logits=logits, validate_args=False), 1,
-                                                validate_args=False))
+        # families.build: OneHotCategorical's inner Categorical would check the logits here and every sample in
+        # log_prob (each check a host sync on a GPU).
+        return Independent(families.build(OneHotCategorical, logits=logits), 1, validate_args=False)
 
     def prior(self, like: Distribution) -> Distribution:
         base = like.base_dist
