@@ -66,8 +66,8 @@ def finish() -> NoReturn:
     """End a finished job's process now, without the interpreter's teardown.
 
     A finished job has written and closed its files; what is left at exit is freeing every module's objects and
-    torch's state, which costs a job about half a second of CPU (a synthetic job on one thread: 2.1-2.4 s of
-    CPU, 1.6-1.7 s without it), and a study runs ~70 jobs. The exit handlers still run (``atexit``: the job's
+    torch's state, which costs a job about half a second of CPU (a synthetic job on one thread: 3.0-3.4 s of
+    CPU, 2.6-2.8 s without it), and a study runs ~70 jobs. The exit handlers still run (``atexit``: the job's
     times, ``experiments.runtime.jobtime``; logging's flush), then the standard streams are flushed and the
     process ends with status 0.
     """
