@@ -239,13 +239,9 @@ SIDE_COLUMNS = ["total_variance", "total_variance_se", "mse", "bias_norm", "seco
 EVALUATIONS = "f_evaluations"
 
 
-def _side(frame: pd.DataFrame, est_id: str) -> pd.DataFrame:
-    """One estimator's rows indexed by ``PAIR_KEYS``: ``SIDE_COLUMNS`` (+ ``EVALUATIONS``) and ``grad_scale``
-    (the largest of ``SCALE_COLUMNS`` present, NaN where none is)."""
-    return _side_columns(frame[frame["estimator_id"] == est_id])
-
-
 def _side_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` indexed by ``PAIR_KEYS``: ``SIDE_COLUMNS`` (+ ``EVALUATIONS``) and ``grad_scale`` (the largest
+    of ``SCALE_COLUMNS`` present, NaN where none is)."""
     scales = [c for c in SCALE_COLUMNS if c in rows.columns]
     rows = rows.assign(grad_scale=rows[scales].max(axis=1) if scales else math.nan)
     extra = [EVALUATIONS] if EVALUATIONS in rows.columns else []
@@ -253,9 +249,10 @@ def _side_columns(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 class Sides:
-    """``_side`` of every (setting, estimator) of ``measured``, found by key: a study's claim has thousands of
-    rows, and a scan of every measurement per row made its aggregation quadratic. The side columns are made
-    once for every row, and a key's rows are taken by position."""
+    """One estimator's rows of one setting (``_side_columns``), for every (setting, estimator) of ``measured``,
+    found by key: a study's claim has thousands of rows, and a scan of every measurement per row made its
+    aggregation quadratic. The side columns are made once for every row, and a key's rows are taken by
+    position."""
 
     def __init__(self, measured: pd.DataFrame, setting_cols: list[str]):
         self._rows = _side_columns(measured)
@@ -357,7 +354,8 @@ def compare(measured: pd.DataFrame, expected: pd.DataFrame, setting_cols: list[s
     for _, want in expected.iterrows():
         setting = {c: want[c] for c in setting_cols}
         num_id, den_id = want["estimator_id"], want["comparator_id"]
-        joined = _joined(sides(tuple(setting.values()), num_id), sides(tuple(setting.values()), den_id))
+        key = tuple(setting.values())
+        joined = _joined(sides(key, num_id), sides(key, den_id))
         var, note = _variance_interval(joined)
         present = sorted(set(joined["seed"])) if var.kind == "exact" else sorted(set(_paired(joined)["seed"]))
         missing_seeds = [s for s in seeds if s not in present]
