@@ -7,6 +7,8 @@ import hashlib
 import http.server
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import typing
 from pathlib import Path
@@ -28,6 +30,28 @@ def test_digits_is_embedded_and_split():
     assert d.train.shape == (1500, 64) and d.test.shape == (297, 64)
     assert set(d.test.unique().tolist()) <= {0.0, 1.0} and d.dynamic
     assert torch.equal(d.test, data.load("digits").test)  # the fixed test binarization
+
+
+def test_digits_are_read_as_scikit_learn_reads_them_without_importing_it():
+    from sklearn.datasets import load_digits
+
+    ours = data.read_digits_images(data.digits_file())
+    assert ours.dtype == load_digits().data.dtype and ours.tobytes() == load_digits().data.tobytes()
+    code = "import sys; from experiments.vae import data; data.load('digits'); print('sklearn' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "False"
+
+
+def test_a_corrupt_or_missing_digits_file_is_refused(tmp_path):
+    raw = gzip.decompress(data.digits_file().read_bytes())
+    changed = tmp_path / "digits.csv.gz"
+    assert raw.startswith(b"0,0,5,13,")
+    changed.write_bytes(gzip.compress(b"0,0,5,12," + raw[len(b"0,0,5,13,"):]))  # one grey level, same shape
+    with pytest.raises(data.DataError, match=r"sha256 [0-9a-f]{64}, expected 09f66e6d.*reinstall scikit-learn"):
+        data.read_digits_images(changed)
+    with pytest.raises(data.DataError, match="missing"):
+        data.read_digits_images(tmp_path / "absent.csv.gz")
 
 
 @needs_shared
