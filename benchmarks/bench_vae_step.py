@@ -10,7 +10,7 @@ others are listed with the reason) it times three sides, interleaved round by ro
   it takes its minibatch from a permutation drawn once per epoch, as a DataLoader does, and draws Bernoulli
   variables (data and latents) as ``u < p``, the way gradvar does;
 - ``core``: ``Run.train_step``'s code path (``VAE.posterior``, ``VAE.objective``, the estimator from
-  ``estimators.get``, ``torch.optim.Adam``) fed by the same minibatches as ``plain``;
+  ``estimators.get``, ``estimators.optimizers.Adam``, what Run uses) fed by the same minibatches as ``plain``;
 - ``Run``: the real ``experiments.vae.train.Run.train_step`` of a ``Run`` built from a ``RunConfig`` (the
   paper presets from ``run_config.PRESETS``), whose data set is swapped for random intensities (uniform, with a
   fixed ``torch.Generator``; binarized per minibatch as the real runs do) of the real
@@ -54,6 +54,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 import estimators  # noqa: E402
+from estimators.optimizers import Adam  # noqa: E402
 from experiments.vae import data as data_mod  # noqa: E402
 from experiments.vae.model import VAE  # noqa: E402
 from experiments.vae.run_config import PRESETS, resolve  # noqa: E402
@@ -300,7 +301,7 @@ class CoreStep:
     def __init__(self, run: Run, name: str, options: dict, batches: Batches, seed: int):
         self.model = copy.deepcopy(run.model)
         self.est = estimators.get(name, **options).to(run.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=run.config.train.lr)
+        self.opt = Adam(list(self.model.parameters()), lr=run.config.train.lr)
         self.n, self.kl, self.batches = int(run.config.n_samples), run.config.objective.kl, batches
         self.gen = torch.Generator(device=run.device).manual_seed(seed)
 

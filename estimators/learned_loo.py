@@ -32,6 +32,7 @@ from . import families
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
 from .options import Option, positive
+from .optimizers import Optimizer
 from .trained_state import OwnOptimizer
 from .sampling import draw
 
@@ -60,7 +61,7 @@ class LearnedLeaveOneOut(OwnOptimizer, Estimator):
 
     def __init__(self, **options):
         super().__init__(**options)
-        self._optimizer: torch.optim.Optimizer | None = None
+        self._optimizer: Optimizer | None = None
 
     @property
     def adapts(self) -> bool:

@@ -66,6 +66,7 @@ from . import families, sampling
 from .base import Estimator, EstimatorOutput, evaluate, reduce_samples
 from .capabilities import Capabilities
 from .options import Option, positive, real
+from .optimizers import Optimizer
 from .trained_state import OwnOptimizer
 from .registry import register
 
@@ -140,7 +141,7 @@ class _TrainedControlVariate(OwnOptimizer, Estimator):
         super().__init__(**options)
         self.cv_scale = nn.Parameter(torch.tensor(self.eta, dtype=torch.float64))
         self.log_temperature = nn.Parameter(torch.tensor(math.log(self.temperature), dtype=torch.float64))
-        self._optimizer: torch.optim.Optimizer | None = None
+        self._optimizer: Optimizer | None = None
 
     @property
     def current_temperature(self) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from estimators.optimizers import Adam, Optimizer
+
 
 class OwnOptimizer:
     """Mixin for an ``Estimator`` with ``self.lr`` and ``self._optimizer`` (``None`` until the first train-mode
@@ -12,9 +14,9 @@ class OwnOptimizer:
     def _own_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.parameters())
 
-    def _ensure_optimizer(self) -> torch.optim.Optimizer:
+    def _ensure_optimizer(self) -> Optimizer:
         if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(self._own_parameters(), lr=self.lr)
+            self._optimizer = Adam(self._own_parameters(), lr=self.lr)
         return self._optimizer
 
     def get_extra_state(self) -> dict:

@@ -60,6 +60,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
+from estimators.optimizers import OPTIMIZERS, Optimizer
 from estimators.sampling import GeneratorStack
 
 from experiments.runtime import jobtime
@@ -72,7 +73,7 @@ from experiments.vae.lifecycle import train_runs
 from experiments.vae.run_folder import finished
 from experiments.vae.stacked_kernels import member_optimizer_state, stack_optimizer_states, stacked_mlp
 from experiments.vae.run_config import load_config
-from experiments.vae.train import OPTIMIZERS, Run
+from experiments.vae.train import Run
 
 log = logging.getLogger("gradvar.vae.stacked")
 
@@ -131,7 +132,7 @@ class StackedRuns:
         self.est = self.config.estimator_spec.build().to(self.device)  # the stack's; members' copies are synced
         self.group: tuple[int, ...] = ()  # the members in the stack, in stack order
         self.params: list[Tensor] = []
-        self.opt: torch.optim.Optimizer | None = None
+        self.opt: Optimizer | None = None
         self.gens: GeneratorStack | None = None
         self._pulled: dict[int, int] = {}  # member -> 1 (model and estimator) or 2 (and optimizer) copied out
         self.divergence = DivergenceRecord(len(self.runs), self.device)  # indexed by member, not stack position

@@ -44,6 +44,7 @@ import pandas as pd
 import torch
 
 import estimators
+from estimators.optimizers import OPTIMIZERS
 
 from experiments.vae import data as data_mod
 from experiments.runtime import jobtime
@@ -63,8 +64,6 @@ from experiments.vae.run_config import RunConfig, as_dict, load_config
 from experiments.vae.run_folder import RunFolder, finished
 
 log = logging.getLogger("gradvar.vae")
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
 
 
 class Run:
