@@ -45,12 +45,16 @@ def _jobs(dry_run: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def default_study():
-    """The default study (every rule has jobs in it, stacked and single training runs included) planned as the
-    SLURM profile plans it, with its jobs' resources, and its plan."""
+    """The default study as a cluster would run it (``vae.sequential_seeds`` off: a cell that cannot be stacked
+    trains one job per seed, so every rule has jobs in it, stacked and single training runs included) planned as
+    the SLURM profile plans it, with its jobs' resources, and its plan."""
     rules = {line.split(" (")[0].strip() for line in _snakemake("--list-rules").splitlines()
              if line.strip() and not line.startswith(" ")}
-    jobs = _jobs(_snakemake("--dry-run", "--forceall", "--workflow-profile", "profiles/slurm"))
-    config = study_config.check(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
+    jobs = _jobs(_snakemake("--dry-run", "--forceall", "--workflow-profile", "profiles/slurm",
+                            "--config", "vae={sequential_seeds: false}"))
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["vae"]["sequential_seeds"] = False
+    config = study_config.check(config)
     return rules, jobs, make_plan(config, config["devices"])
 
 

@@ -371,6 +371,28 @@ def test_refuses_nvil(tmp_path):
         stacked.StackedRuns(configs, [tmp_path / f"s{s}" for s in SEEDS])
 
 
+def test_one_after_another_equals_runs_alone_and_stops_before_the_next_run(tmp_path):
+    ma = {"name": "reinforce", "baseline": "moving_average"}  # adapts: cannot be stacked, can run in turn
+    configs = [resolve({**SMALL, "latent": {"family": "bernoulli", "dim": 6}, "seed": s, "estimator": ma})
+               for s in SEEDS[:2]]
+    outs = [tmp_path / f"turn{s}" for s in SEEDS[:2]]
+    assert stacked.train_one_after_another(configs, outs) == ["completed", "completed"]
+    for config, out in zip(configs, outs):
+        alone = tmp_path / f"alone{config.seed}"
+        assert vae_train.train(config, alone) == "completed"
+        for table in ("metrics.csv", "variance.csv"):
+            a, b = (pd.read_csv(d / table).drop(columns=["git_commit"], errors="ignore") for d in (out, alone))
+            timing = [c for c in a.columns if "seconds" in c or "work" in c]
+            pd.testing.assert_frame_equal(a.drop(columns=timing), b.drop(columns=timing), check_exact=True)
+
+    class Stopped:
+        requested = "SIGTERM"
+
+    later = [tmp_path / f"stopped{s}" for s in SEEDS[:2]]
+    assert stacked.train_one_after_another(configs, later, Stopped()) == ["preempted", "preempted"]
+    assert (later[0] / "status.json").exists() and not later[1].exists()  # the second never started
+
+
 def test_refuses_configs_differing_beyond_the_seed(tmp_path):
     configs = [_config("pathwise", 0), _config("pathwise", 1, train={"steps": STEPS, "batch_size": 32, "lr": 0.01})]
     with pytest.raises(ValueError, match=r"run 1 differs from run 0 in 'train.lr'"):
@@ -401,27 +423,37 @@ STACK_STUDY = {
 }
 
 
-def _study(tmp: Path, stacked: bool) -> tuple[str, dict]:
+def _study(tmp: Path, stacked: bool, sequential: bool = False) -> tuple[str, dict]:
     study = copy.deepcopy(STACK_STUDY)
     study["vae"]["stack_seeds"] = stacked
+    study["vae"]["sequential_seeds"] = sequential
     out = run_study(tmp, study, tables_only=True)
     tables = {name: pd.read_csv(tmp / "results" / "stack" / "tables" / f"{name}.csv")
               for name in ("vae_metrics", "vae_variance", "run_status")}
     return out, tables
 
 
+def _same_tables(first: dict, second: dict, exact: bool) -> None:
+    timing = [c for t in first.values() for c in t.columns if "seconds" in c or "work" in c] + ["git_commit"]
+    for name, keys in (("vae_metrics", ["latent", "estimator_id", "seed", "step", "split"]),
+                       ("vae_variance", ["latent", "estimator_id", "protocol", "measured_n_samples", "seed", "step"])):
+        a, b = (t[name].drop(columns=timing, errors="ignore").sort_values(keys).reset_index(drop=True)
+                for t in (first, second))
+        pd.testing.assert_frame_equal(a, b, check_exact=exact, **({} if exact else {"rtol": 1e-4}))
+
+
 def test_a_study_with_stacked_seeds_has_the_tables_of_one_without(tmp_path):
     out_stacked, stacked = _study(tmp_path / "stacked", True)
     out_single, single = _study(tmp_path / "single", False)
+    out_sequential, sequential = _study(tmp_path / "sequential", True, sequential=True)
     assert "rule vae_train_stacked:" in out_stacked and "rule vae_train_stacked:" not in out_single
     assert "rule vae_train:" in out_stacked   # reinforce with a moving average adapts: one job per seed
-    timing = [c for t in stacked.values() for c in t.columns if "seconds" in c or "work" in c] + ["git_commit"]
-    keys = ["latent", "estimator_id", "seed", "step", "split"]
-    a, b = (t.drop(columns=timing, errors="ignore").sort_values(keys).reset_index(drop=True)
-            for t in (stacked["vae_metrics"], single["vae_metrics"]))
-    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-4)
-    keys = ["latent", "estimator_id", "protocol", "measured_n_samples", "seed", "step"]
-    a, b = (t.drop(columns=timing, errors="ignore").sort_values(keys).reset_index(drop=True)
-            for t in (stacked["vae_variance"], single["vae_variance"]))
-    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-4)
+    assert "rule vae_train:" not in out_sequential  # ... or its seeds one after another in one job
+    _same_tables(stacked, single, exact=False)
+    _same_tables(sequential, single, exact=False)
+    _same_tables(sequential, stacked, exact=True)  # on this CPU: the same bits
     assert (stacked["run_status"]["status"] == "completed").all() and len(stacked["run_status"]) == 8
+    assert sequential["run_status"].drop(columns="git_commit", errors="ignore").sort_values(
+        ["latent", "estimator_id", "seed"]).reset_index(drop=True).equals(
+        stacked["run_status"].drop(columns="git_commit", errors="ignore").sort_values(
+            ["latent", "estimator_id", "seed"]).reset_index(drop=True))

@@ -63,7 +63,9 @@ CELL_SECONDS = {"cuda": 17.0, "cpu": 2.5}
 #: measure at, and those jobs (the longest of the VAE part) can start only after them. Left to the scheduler's
 #: own order (the largest inputs first), a host ran last and its shared-checkpoints jobs were the study's last
 #: 33 s of compute, on one core; the short single runs and the synthetic jobs are better at filling the end.
-PRIORITY = {"vae_train_stacked": 1, "vae_shared_checkpoints": 1}
+#: A job's config file (``job_config``, a ``printf``) has the same priority: at 0 those writes waited behind the
+#: synthetic jobs (which have larger inputs), and the jobs above waited for their configs.
+PRIORITY = {"job_config": 1, "vae_train_stacked": 1, "vae_shared_checkpoints": 1}
 
 #: Memory (MB): what the process holds before any work (interpreter, torch; on cuda also the CUDA libraries and
 #: context in host memory, not measured here), then per job. Measured peak resident sets on one CPU thread

@@ -72,9 +72,12 @@ class VAERun:
 
 @dataclass(frozen=True)
 class StackedJob:
-    """The seeds of one training cell as one process (``vae.stack_seeds``; ``experiments.vae.stacked``)."""
+    """The seeds of one training cell as one process (``experiments.vae.stacked``): trained as one batched model
+    (``vae.stack_seeds``, where the estimator can be stacked), else one after another (``vae.sequential_seeds``:
+    one start-up for the cell, not one per seed)."""
 
     runs: tuple[VAERun, ...]
+    batched: bool = True
 
     @property
     def folder(self) -> str:

@@ -56,8 +56,8 @@ def plan_vae(config: dict, devices: list[str], plan: Plan) -> None:
     checks.check_hosts(shared["trained_with"], latents, runnable, host_samples)
     host_lr = _plan_training_runs(config, devices, latents, specs, runnable, plan)
     _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan, host_lr)
-    if vae.get("stack_seeds") and len(config["seeds"]) > 1:
-        _plan_stacks(specs, plan)
+    if (vae.get("stack_seeds") or vae.get("sequential_seeds")) and len(config["seeds"]) > 1:
+        _plan_stacks(specs, plan, bool(vae.get("stack_seeds")), bool(vae.get("sequential_seeds")))
 
 
 def _objective(settings: dict, own: dict):
@@ -131,16 +131,19 @@ def _plan_training_runs(config: dict, devices: list[str], latents: dict, specs: 
     return host_lr
 
 
-def _plan_stacks(specs: dict, plan: Plan) -> None:
-    """Group the seeds of each cell whose estimator can be stacked (``EstimatorSpec.why_not_stacked``, which
-    the stacked job asks too) into one job; the others stay one job per run."""
+def _plan_stacks(specs: dict, plan: Plan, stack: bool, sequential: bool) -> None:
+    """Group the seeds of a cell into one job: batched (``stack``) where its estimator can be stacked
+    (``EstimatorSpec.why_not_stacked``, which the stacked job asks too), else one after another
+    (``sequential``); the cells neither applies to stay one job per run."""
     cells: dict[tuple, list[VAERun]] = {}
+    batched: dict[tuple, bool] = {}
     for run in plan.vae_runs:
-        spec = specs[run.estimator_id]
-        if spec.why_not_stacked() is None:
-            cells.setdefault((run.dataset, run.latent_id, run.estimator_id, run.n_samples, run.device, run.lr),
-                             []).append(run)
-    plan.stacked_jobs = [StackedJob(tuple(runs)) for runs in cells.values()]
+        can_stack = stack and specs[run.estimator_id].why_not_stacked() is None
+        if can_stack or sequential:
+            cell = (run.dataset, run.latent_id, run.estimator_id, run.n_samples, run.device, run.lr)
+            cells.setdefault(cell, []).append(run)
+            batched[cell] = can_stack
+    plan.stacked_jobs = [StackedJob(tuple(runs), batched[cell]) for cell, runs in cells.items()]
 
 
 def _plan_shared_checkpoints(latents, specs, applicable, shared, host_samples, devices, config, plan, host_lr):

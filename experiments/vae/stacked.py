@@ -2,7 +2,7 @@ r"""Stacked runs: train N runs of one cell (configs equal but for the seed) as o
 
     python -m experiments.vae.stacked --config A.json --config B.json --out DIR_A --out DIR_B
     python -m experiments.vae.stacked --config C.yaml --seeds 0 1 2 --out 'results/demo/seed{seed}' \
-        [--set KEY=VALUE ...]
+        [--set KEY=VALUE ...] [--one-after-another]
 
 Each member is a :class:`~experiments.vae.train.Run` (its data, minibatch order, binarization stream, ids,
 tables, ``status.json``, checkpoints, evaluation and variance measurement are the Run's own code) and the
@@ -46,7 +46,8 @@ not run again.
 What cannot be stacked is refused with one line: an estimator whose state adapts across calls (``adapts``:
 moving-average baselines, REBAR/RELAX) or whose randomness does not go through ``estimators.sampling``
 (``Capabilities.stackable``), an NVIL learned baseline (a trained network of its own), configs that differ in
-anything but ``seed`` (and the ``fault`` test aid).
+anything but ``seed`` (and the ``fault`` test aid). ``--one-after-another`` trains any cell's runs in this
+process one after another instead, each exactly as alone (a study's ``vae.sequential_seeds``).
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ from experiments.vae.lifecycle import train_runs
 from experiments.vae.run_folder import finished
 from experiments.vae.stacked_kernels import member_optimizer_state, stack_optimizer_states, stacked_mlp
 from experiments.vae.run_config import load_config
-from experiments.vae.train import Run
+from experiments.vae.train import Run, train
 
 log = logging.getLogger("gradvar.vae.stacked")
 
@@ -262,6 +263,20 @@ def train_stacked(configs: list[RunConfig], outs: list[Path], stop=NO_STOP) -> l
     return statuses
 
 
+def train_one_after_another(configs: list[RunConfig], outs: list[Path], stop=NO_STOP) -> list[str]:
+    """Train the runs in this process one after another, each as ``experiments.vae.train`` does alone (a cell
+    whose estimator cannot be stacked: one start-up for its seeds, not one each). A run asked to stop is
+    ``preempted`` and the runs after it are not started (``preempted`` too: the rerun resumes them)."""
+    statuses: list[str] = []
+    for config, out in zip(configs, outs):
+        if statuses and statuses[-1] == "preempted":
+            statuses.append("preempted")
+            continue
+        Path(out).mkdir(parents=True, exist_ok=True)
+        statuses.append(train(config, Path(out), stop))
+    return statuses
+
+
 def main(argv=None) -> None:
     jobtime.mark_started("vae_train_stacked")
     ap = argparse.ArgumentParser(description="Train N runs of one cell (configs equal but for the seed) as one "
@@ -273,6 +288,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", help="the seeds of one config (one run each)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config entry of every run, e.g. --set train.steps=500 (repeatable)")
+    ap.add_argument("--one-after-another", action="store_true",
+                    help="train the runs one after another in this process instead of as one batched model "
+                         "(any estimator; vae.sequential_seeds)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.seeds:
@@ -291,7 +309,7 @@ def main(argv=None) -> None:
         ap.error(f"got {len(configs)} runs and {len(outs)} --out folders; give one per run")
     with failures_as_one_line(ap), StopRequests() as stop:
         try:
-            statuses = train_stacked(configs, outs, stop)
+            statuses = (train_one_after_another if args.one_after_another else train_stacked)(configs, outs, stop)
         except ValueError as err:  # refused: not stackable
             ap.exit(2, f"error: {err}\n")
     for out, status in zip(outs, statuses):

@@ -101,8 +101,8 @@ def job_config_json(job):
     return json.dumps(PLAN.job_config(job), indent=2, sort_keys=True)
 
 
-# vae.stack_seeds: the estimator folders whose runs train as stacked jobs, and the others (one job per run).
-# Stacking depends on the estimator entry only, so a folder is stacked in every cell or in none.
+# vae.stack_seeds / vae.sequential_seeds: the estimator folders whose runs train in one job per cell, and the
+# others (one job per run). That depends on the estimator entry only, so a folder is grouped in every cell or none.
 STACKED_FOLDERS = sorted({run.estimator_folder for job in PLAN.stacked_jobs for run in job.runs})
 SINGLE_FOLDERS = sorted({run.estimator_folder for run in PLAN.vae_runs} - set(STACKED_FOLDERS))
 NOTHING = r"(?!x)x"  # a wildcard pattern that matches no folder

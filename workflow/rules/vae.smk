@@ -29,7 +29,8 @@ rule vae_train:
 
 
 rule vae_train_stacked:
-    """The seeds of one cell trained as one batched model (vae.stack_seeds; each run's files as vae_train's)."""
+    """The seeds of one cell in one job (each run's files as vae_train's): trained as one batched model
+    (vae.stack_seeds) where the estimator can be stacked, else one after another (vae.sequential_seeds)."""
     input:
         configs=lambda wildcards: [f"{run}/config.json" for run in stacked_runs(wildcards)],
     output:
@@ -42,6 +43,7 @@ rule vae_train_stacked:
         members=lambda wildcards: " ".join(
             f"--config {run}/config.json --out {run}" for run in stacked_runs(wildcards)
         ),
+        mode=lambda wildcards: "" if PLAN.stacked_job(VAE_CELL.format(**wildcards)).batched else "--one-after-another",
     resources:
         runtime=training_minutes,  # every seed's steps: a stacked job of N seeds asks N runs' time
         mem_mb=training_mem_mb,
@@ -54,7 +56,7 @@ rule vae_train_stacked:
         estimator=folders_pattern(STACKED_FOLDERS),
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} python -m experiments.vae.stacked"
-        " {params.members} > {log} 2>&1"
+        " {params.members} {params.mode} > {log} 2>&1"
 
 
 rule vae_shared_checkpoints:
