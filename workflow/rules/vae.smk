@@ -50,7 +50,6 @@ rule vae_train_stacked:
         gpu=gpus,
     conda:
         "../envs/gradvar.yaml"
-    priority: job_resources.PRIORITY["vae_train_stacked"]
     threads: 1
     wildcard_constraints:
         estimator=folders_pattern(STACKED_FOLDERS),
@@ -75,7 +74,6 @@ rule vae_shared_checkpoints:
         gpu=gpus,
     conda:
         "../envs/gradvar.yaml"
-    priority: job_resources.PRIORITY["vae_shared_checkpoints"]
     threads: 1
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} python -m experiments.vae.shared_checkpoints"
