@@ -58,14 +58,6 @@ ESTIMATE_SAMPLE_SECONDS = {"cuda": 0.0033, "cpu": 0.033}
 #: ``results/gpu_check/summary.md``): 6.7x the CPU's.
 CELL_SECONDS = {"cuda": 17.0, "cpu": 2.5}
 
-#: Snakemake's ``priority:`` of the rules that get one (higher first among the jobs ready to start; the others are
-#: 0, and among equals the scheduler takes the largest inputs first). A job's config file (``job_config``, a
-#: ``printf``) is written as soon as it can be: at 0 those writes lost every round to the synthetic jobs and were
-#: spread over the first 230 s of the default study, so a host run started at 244 s and its shared-checkpoints
-#: jobs ended the study on one core. (Priority 1 for the training and shared-checkpoints jobs as well made it
-#: worse on the current default study: its longest synthetic job, 99 s, then started at 307 s and ran alone.)
-PRIORITY = {"job_config": 1}
-
 #: Memory (MB): what the process holds before any work (interpreter, torch; on cuda also the CUDA libraries and
 #: context in host memory, not measured here), then per job. Measured peak resident sets on one CPU thread
 #: (``/usr/bin/time``): a paper-sized training run (jang2017's network on binarized MNIST, the paper's variance

@@ -11,7 +11,6 @@ rule job_config:
         job=r"(synthetic|vae)/.+",
     conda:
         "../envs/gradvar.yaml"
-    priority: job_resources.PRIORITY["job_config"]
     shell:
         # printf, not a Python step: a run: block would start a Snakemake process for each of these jobs.
         "(printf '%s\\n' {params.json:q} > {output.config}.tmp && mv {output.config}.tmp {output.config}) 2> {log}"
