@@ -112,9 +112,19 @@ def folders_pattern(folders):
     return "|".join(re.escape(f) for f in folders) or NOTHING
 
 
+def stacked_job(wildcards):
+    """The planned job (``StackedJob``) of a cell's seeds."""
+    return PLAN.stacked_job(VAE_CELL.format(**wildcards))
+
+
 def stacked_runs(wildcards):
     """The member runs' folders of a stacked job, in seed order."""
-    return [f"{R}/{run.path}" for run in PLAN.stacked_job(VAE_CELL.format(**wildcards)).runs]
+    return [f"{R}/{run.path}" for run in stacked_job(wildcards).runs]
+
+
+def stacked_mode(wildcards):
+    """The stacked job's flag: none where its seeds train as one batched model, else one after another."""
+    return "" if stacked_job(wildcards).batched else "--one-after-another"
 
 
 def host_run_status(wildcards):
@@ -134,7 +144,7 @@ def _training_runs(wildcards):
     """The resolved configs of the runs a training job trains: its run, or a stacked job's seeds."""
     if "seed" in wildcards.keys():
         return [PLAN.job_config(VAE_RUN.format(**wildcards))]
-    return [PLAN.job_config(run.path) for run in PLAN.stacked_job(VAE_CELL.format(**wildcards)).runs]
+    return [PLAN.job_config(run.path) for run in stacked_job(wildcards).runs]
 
 
 def training_minutes(wildcards, attempt):

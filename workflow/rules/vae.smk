@@ -43,7 +43,7 @@ rule vae_train_stacked:
         members=lambda wildcards: " ".join(
             f"--config {run}/config.json --out {run}" for run in stacked_runs(wildcards)
         ),
-        mode=lambda wildcards: "" if PLAN.stacked_job(VAE_CELL.format(**wildcards)).batched else "--one-after-another",
+        mode=stacked_mode,
     resources:
         runtime=training_minutes,  # every seed's steps: a stacked job of N seeds asks N runs' time
         mem_mb=training_mem_mb,
